@@ -1,0 +1,48 @@
+"""Geometry core: batched Jacobians, output metrics and the pullback-metric spectrum."""
+
+from captum_simec.geometry.jacobian import (
+    JACOBIAN_METHODS,
+    PulledBackFactor,
+    check_eval_mode,
+    fastest_jacobian_method,
+    jacobian,
+    pullback_factor,
+)
+from captum_simec.geometry.layer import layer_function, layer_representation
+from captum_simec.geometry.metrics import (
+    CallableMetric,
+    EuclideanMetric,
+    FisherMetric,
+    FixedMetric,
+    MarginMetric,
+    MatrixMetric,
+    OutputMetric,
+    TargetMetric,
+    TopKMetric,
+    resolve_output_metric,
+)
+from captum_simec.geometry.spectrum import PullbackSpectrum, factorise, pullback_spectrum
+
+__all__ = [
+    "JACOBIAN_METHODS",
+    "CallableMetric",
+    "EuclideanMetric",
+    "FisherMetric",
+    "FixedMetric",
+    "MarginMetric",
+    "MatrixMetric",
+    "OutputMetric",
+    "PulledBackFactor",
+    "PullbackSpectrum",
+    "TargetMetric",
+    "TopKMetric",
+    "check_eval_mode",
+    "factorise",
+    "fastest_jacobian_method",
+    "jacobian",
+    "layer_function",
+    "layer_representation",
+    "pullback_factor",
+    "pullback_spectrum",
+    "resolve_output_metric",
+]

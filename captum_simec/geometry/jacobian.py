@@ -1,0 +1,321 @@
+"""Batched Jacobians and pulled-back factors `A = C J` of any PyTorch forward function.
+
+`J(x) = df/dx` is taken per example with respect to all inputs, flattened to length n and
+concatenated in input order. Several paths compute it; which is fastest depends on the model
+(see design.md, measured pitfalls):
+
+- ``"backward"``: one backward of the batch through the forward graph (only when p = 1 row).
+- ``"replicate"``: each example is replicated once per row of `C` and one backward with the
+  rows as `grad_outputs` gives every vector-Jacobian product; always works (the fallback).
+- ``"batched_grad"``: `torch.autograd.grad(..., is_grads_batched=True)` over the rows.
+- ``"vmap"``: `torch.func.vmap(jacrev)` per example; ``"jacfwd"``: forward mode.
+
+Examples never interact: every path assumes `f` treats the examples of a batch
+independently (true in eval mode).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from captum_simec._compat import index_additional_forward_args
+from captum_simec.geometry.metrics import EuclideanMetric, OutputMetric
+
+__all__ = [
+    "JACOBIAN_METHODS",
+    "PulledBackFactor",
+    "check_eval_mode",
+    "fastest_jacobian_method",
+    "jacobian",
+    "pullback_factor",
+]
+
+JACOBIAN_METHODS = ("auto", "backward", "replicate", "batched_grad", "vmap", "jacfwd")
+_TORCH_FUNC_METHODS = ("vmap", "jacfwd")
+_RANDOM_IN_TRAINING = (
+    nn.modules.dropout._DropoutNd,
+    nn.modules.batchnorm._BatchNorm,
+)
+
+
+@dataclass
+class PulledBackFactor:
+    """Outputs at the point and the factor `A = C J` of the pullback metric `g = A^T A`.
+
+    Attributes:
+        outputs: model outputs at the inputs, detached, shape (batch, *output_shape).
+        factor: `A`, shape (batch, p, n).
+        cotangents: the metric's rows `C`, shape (batch, p, m).
+        target: flat target index per example, or None.
+        method: the Jacobian path that ran.
+        fallback_reason: why a requested path was replaced by ``"replicate"`` (or None).
+    """
+
+    outputs: Tensor
+    factor: Tensor
+    cotangents: Tensor
+    target: Tensor | None
+    method: str
+    fallback_reason: str | None = None
+
+
+def check_eval_mode(forward_func: Callable[..., Any]) -> None:
+    """Refuses a module in training mode whose layers make `f` random or batch-dependent.
+
+    Raises:
+        ValueError: a dropout, batch-norm or recurrent-dropout layer is in training mode.
+    """
+    module = forward_func if isinstance(forward_func, nn.Module) else None
+    if module is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
+        module = forward_func.__self__
+    if module is None:
+        return
+    for name, sub in module.named_modules():
+        stochastic = isinstance(sub, _RANDOM_IN_TRAINING) or (
+            isinstance(sub, nn.RNNBase) and sub.dropout > 0
+        )
+        if sub.training and stochastic:
+            raise ValueError(
+                f"The model is in training mode and its layer {name or type(sub).__name__!r} "
+                f"({type(sub).__name__}) makes f random or batch-dependent, so its Jacobian "
+                "is meaningless: call model.eval() first."
+            )
+
+
+def _flat_outputs(output: Any, batch: int) -> Tensor:
+    if not isinstance(output, Tensor):
+        raise TypeError(
+            f"forward_func must return a tensor, got {type(output).__name__}; wrap the model "
+            "so that it returns one tensor with the batch as dim 0."
+        )
+    if output.dim() == 0 or output.shape[0] != batch:
+        raise ValueError(
+            f"forward_func returned shape {tuple(output.shape)} for a batch of {batch}; the "
+            "output must keep the batch as dim 0 (one output per example)."
+        )
+    if not output.is_floating_point():
+        raise TypeError(f"forward_func returned dtype {output.dtype}; it must return floats.")
+    return output.reshape(batch, -1)
+
+
+def _check_finite_outputs(flat: Tensor) -> None:
+    bad = ~torch.isfinite(flat).all(dim=1)
+    if bad.any():
+        examples = bad.nonzero().flatten().tolist()[:10]
+        raise ValueError(
+            f"forward_func returned NaN or inf for examples {examples}; the pullback metric is "
+            "undefined there (check the inputs' scale or the model's numerical stability)."
+        )
+
+
+def _grads(outputs: Tensor, inputs: tuple[Tensor, ...], grad_outputs: Tensor, **kw) -> Tensor:
+    grads = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, allow_unused=True, **kw)
+    leading = grad_outputs.shape[:-1] if kw.get("is_grads_batched") else grad_outputs.shape[:1]
+    flat = [
+        torch.zeros(*leading, x[0].numel(), dtype=x.dtype, device=x.device)
+        if g is None
+        else g.reshape(*leading, -1)
+        for g, x in zip(grads, inputs, strict=True)
+    ]
+    return torch.cat(flat, dim=-1)
+
+
+def _replicate(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    args: tuple[Any, ...] | None,
+    rows: Tensor,
+    chunk: int | None,
+) -> Tensor:
+    """VJPs of every (example, row) pair by replicating examples along the batch."""
+    batch, p, _ = rows.shape
+    n = sum(x[0].numel() for x in inputs)
+    factor = torch.empty(batch, p, n, dtype=inputs[0].dtype, device=inputs[0].device)
+    example = torch.arange(batch, device=rows.device).repeat_interleave(p)
+    row = torch.arange(p, device=rows.device).repeat(batch)
+    step = len(example) if chunk is None else max(1, chunk)
+    for start in range(0, len(example), step):
+        b, k = example[start : start + step], row[start : start + step]
+        replicated = tuple(x[b].detach().requires_grad_(True) for x in inputs)
+        output = forward_func(*replicated, *index_additional_forward_args(args, b, batch))
+        flat = _flat_outputs(output, len(b))
+        factor[b, k] = _grads(flat, replicated, rows[b, k].to(flat.dtype))
+    return factor
+
+
+def _torch_func_jacobian(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    args: tuple[Any, ...] | None,
+    mode: str,
+) -> Tensor:
+    """Per-example full Jacobian (batch, m, n) with torch.func (vmap over the batch)."""
+    batch = inputs[0].shape[0]
+    args = args or ()
+    batched = [isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == batch for a in args]
+
+    def single(*flat_args: Any) -> Tensor:
+        xs = tuple(x.unsqueeze(0) for x in flat_args[: len(inputs)])
+        extra = tuple(
+            a.unsqueeze(0) if is_batched else a
+            for a, is_batched in zip(flat_args[len(inputs) :], batched, strict=True)
+        )
+        return forward_func(*xs, *extra).reshape(-1)
+
+    differentiate = torch.func.jacrev if mode == "vmap" else torch.func.jacfwd
+    argnums = tuple(range(len(inputs)))
+    in_dims = (0,) * len(inputs) + tuple(0 if b else None for b in batched)
+    jac = torch.func.vmap(differentiate(single, argnums=argnums), in_dims=in_dims)(
+        *(x.detach() for x in inputs), *args
+    )
+    return torch.cat([j.reshape(batch, j.shape[1], -1) for j in jac], dim=-1)
+
+
+def pullback_factor(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    metric: OutputMetric | None = None,
+    target: Callable[[torch.Size], Tensor | None] | Tensor | None = None,
+    additional_forward_args: tuple[Any, ...] | None = None,
+    method: str = "auto",
+    internal_batch_size: int | None = None,
+) -> PulledBackFactor:
+    """Computes the outputs and `A = C J` for a batch, never forming `J^T G J`.
+
+    Args:
+        forward_func: the model, called as `forward_func(*inputs, *additional_forward_args)`.
+        inputs: tuple of float tensors, batch first (already validated).
+        metric: output metric giving the rows `C`; Euclidean (`A = J`) when None.
+        target: flat target indices (batch,), or a function of the output shape returning
+            them (so that Captum's target forms can be resolved once the output is known).
+        additional_forward_args: extra arguments; tensors with the batch size are indexed
+            with the examples.
+        method: one of `JACOBIAN_METHODS`; ``"auto"`` picks ``"backward"`` for p = 1,
+            ``"jacfwd"`` when n < p, else ``"replicate"``.
+        internal_batch_size: most (example, row) pairs per backward pass (memory bound).
+
+    Returns:
+        A `PulledBackFactor`.
+    """
+    if method not in JACOBIAN_METHODS:
+        raise ValueError(f"jacobian_method={method!r}; choose one of {JACOBIAN_METHODS}.")
+    if internal_batch_size is not None and internal_batch_size < 1:
+        raise ValueError("`internal_batch_size` must be a positive int (or None).")
+    metric = metric or EuclideanMetric()
+    check_eval_mode(forward_func)
+    batch = inputs[0].shape[0]
+    with torch.enable_grad():
+        leaves = tuple(x.detach().requires_grad_(True) for x in inputs)
+        output = forward_func(*leaves, *(additional_forward_args or ()))
+        flat = _flat_outputs(output, batch)
+        if flat.grad_fn is None:
+            raise ValueError(
+                "forward_func's output does not depend on the inputs (no gradient path), so "
+                "the pullback metric is zero everywhere; check that the model uses its inputs."
+            )
+        _check_finite_outputs(flat.detach())
+        target_index = target(output.shape) if callable(target) else target
+        rows = metric.cotangents(flat.detach(), target_index)
+        p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
+        chosen = method
+        if method == "auto":
+            chosen = "backward" if p == 1 else ("jacfwd" if n < p else "replicate")
+        if chosen == "backward" and p != 1:
+            raise ValueError(
+                f"jacobian_method='backward' needs a one-row metric; this one has {p} rows: "
+                "use 'replicate' or 'auto'."
+            )
+        fallback = None
+        if chosen == "backward" and (internal_batch_size is None or batch <= internal_batch_size):
+            factor = _grads(flat, leaves, rows[:, 0]).unsqueeze(1)
+        elif chosen == "batched_grad":
+            factor = _grads(flat, leaves, rows.transpose(0, 1), is_grads_batched=True)
+            factor = factor.transpose(0, 1)
+        else:
+            if chosen in _TORCH_FUNC_METHODS:
+                try:
+                    jac = _torch_func_jacobian(
+                        forward_func, inputs, additional_forward_args, chosen
+                    )
+                    factor = rows.to(jac.dtype) @ jac
+                except Exception as error:  # torch.func cannot trace every model
+                    fallback = f"{chosen} failed ({type(error).__name__}: {error})"[:300]
+                    warnings.warn(
+                        f"jacobian_method={chosen!r} failed on this model; using 'replicate'. "
+                        f"Reason: {fallback}",
+                        stacklevel=2,
+                    )
+                    chosen = "replicate"
+            if chosen in ("replicate", "backward"):
+                factor = _replicate(
+                    forward_func, inputs, additional_forward_args, rows, internal_batch_size
+                )
+                chosen = "replicate" if fallback else chosen
+    return PulledBackFactor(
+        outputs=output.detach(),
+        factor=factor.detach(),
+        cotangents=rows,
+        target=target_index,
+        method=chosen,
+        fallback_reason=fallback,
+    )
+
+
+def jacobian(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    additional_forward_args: tuple[Any, ...] | None = None,
+    method: str = "auto",
+    internal_batch_size: int | None = None,
+) -> PulledBackFactor:
+    """The full Jacobian `J` (batch, m, n): the factor of the Euclidean metric (`A = J`)."""
+    return pullback_factor(
+        forward_func,
+        inputs,
+        EuclideanMetric(),
+        None,
+        additional_forward_args,
+        method,
+        internal_batch_size,
+    )
+
+
+def fastest_jacobian_method(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    metric: OutputMetric | None = None,
+    target: Tensor | None = None,
+    additional_forward_args: tuple[Any, ...] | None = None,
+    repeats: int = 3,
+) -> tuple[str, dict[str, float]]:
+    """Times every applicable Jacobian path once-off on these inputs and returns the fastest.
+
+    Returns:
+        The fastest method's name and the median seconds of each path that ran (paths that
+        fail on this model are left out).
+    """
+    timings: dict[str, float] = {}
+    for method in ("replicate", "batched_grad", "vmap", "jacfwd", "backward"):
+        runs = []
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    pullback_factor(
+                        forward_func, inputs, metric, target, additional_forward_args, method
+                    )
+                    runs.append(time.perf_counter() - start)
+        except Exception:  # the path does not apply to this model or metric
+            continue
+        timings[method] = sorted(runs)[len(runs) // 2]
+    if not timings:
+        raise RuntimeError("No Jacobian path ran on this model.")
+    return min(timings, key=timings.get), timings

@@ -1,0 +1,342 @@
+"""The spectrum of the pullback metric `g = A^T A` from the thin factor `A = L^T J` (p x n).
+
+With the thin SVD `A = U S V^T`, the eigenvalues of `g` are `s_k^2` on the right singular
+vectors `v_k` and 0 on their orthogonal complement. Rank, range and null projections then
+cost O(n r) per vector: the n x n matrix is never formed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from captum_simec import _compat
+from captum_simec.geometry.jacobian import pullback_factor
+from captum_simec.geometry.layer import layer_function
+from captum_simec.geometry.metrics import OutputMetric, resolve_output_metric
+
+__all__ = ["PullbackSpectrum", "factorise", "pullback_spectrum"]
+
+SOLVERS = ("auto", "gram", "svd")
+
+
+def default_rtol(p: int, n: int, dtype: torch.dtype) -> float:
+    """`max(p, n) * eps(dtype)`, the relative rank tolerance of `numpy.linalg.matrix_rank`."""
+    return max(p, n) * torch.finfo(dtype).eps
+
+
+def factorise(
+    factor: Tensor, rtol: float | None = None, atol: float = 0.0, solver: str = "auto"
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Singular values, right singular vectors, rank and tolerance of `A` (batch, p, n).
+
+    ``"gram"`` takes `eigh` of the p x p Gram matrix `A A^T` in float64 and `V = A^T U S^{-1}`;
+    it resolves singular values down to about `sqrt(eps64) s_max`, so ``"auto"`` uses it for
+    float32 and lower precision models and a float64 SVD for float64 ones.
+
+    Returns:
+        (singular values (batch, p) float64 descending, right vectors (batch, n, p) with the
+        columns beyond the rank set to zero, rank (batch,), tolerance (batch,)).
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver={solver!r}; choose one of {SOLVERS}.")
+    batch, p, n = factor.shape
+    if rtol is None:
+        rtol = default_rtol(p, n, factor.dtype)
+    if rtol < 0 or atol < 0:
+        raise ValueError("`rtol` and `atol` must be non-negative.")
+    work = factor.double()
+    if solver == "auto":
+        solver = "svd" if factor.dtype == torch.float64 else "gram"
+    if solver == "gram":
+        values, left = torch.linalg.eigh(work @ work.transpose(1, 2))
+        values, left = values.flip(-1), left.flip(-1)
+        singular = values.clamp_min(0).sqrt()
+        tolerance = torch.clamp(rtol * singular[:, 0], min=atol)
+        kept = singular > tolerance.unsqueeze(1)
+        inverse = torch.where(kept, 1.0 / singular.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+        right = (work.transpose(1, 2) @ left) * inverse.unsqueeze(1)
+    else:
+        _, singular, right_t = torch.linalg.svd(work, full_matrices=False)
+        tolerance = torch.clamp(rtol * singular[:, 0], min=atol)
+        kept = singular > tolerance.unsqueeze(1)
+        right = right_t.transpose(1, 2) * kept.unsqueeze(1)
+    return singular, right, kept.sum(dim=1), tolerance
+
+
+@dataclass
+class PullbackSpectrum:
+    """Spectrum of `g = J^T G J` for a batch, with O(n r) projectors and per-feature scores.
+
+    Vectors are accepted and returned either flat (batch, n) or in the input structure (a
+    tensor or a tuple of tensors shaped like the inputs).
+
+    Attributes:
+        outputs: model outputs at the inputs (batch, *output_shape), detached.
+        factor: `A = L^T J` (batch, p, n) in the model's dtype.
+        singular_values: `s_k` (batch, p), float64, descending; `g`'s eigenvalues are `s_k^2`.
+        right_vectors: `v_k` (batch, n, p), columns beyond the rank are zero.
+        rank: `r` per example (batch,); the null dimension is `n - r`.
+        tolerance: the singular value threshold used per example (batch,).
+        input_shapes: per-example shape of each input.
+        is_inputs_tuple: whether the inputs were given as a tuple.
+        target: flat target index per example, or None.
+        jacobian_method: the Jacobian path that ran.
+        free: bool mask (batch, n) of coordinates allowed to move, or None (all free).
+    """
+
+    outputs: Tensor
+    factor: Tensor
+    singular_values: Tensor
+    right_vectors: Tensor
+    rank: Tensor
+    tolerance: Tensor
+    input_shapes: tuple[torch.Size, ...]
+    is_inputs_tuple: bool
+    target: Tensor | None = None
+    jacobian_method: str = "auto"
+    free: Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.factor.shape[0]
+
+    @property
+    def num_features(self) -> int:
+        """n, the flattened input dimension per example."""
+        return self.factor.shape[2]
+
+    @property
+    def null_dim(self) -> Tensor:
+        """Dimension of the null space (of the free coordinates) per example."""
+        free = self.num_features if self.free is None else self.free.sum(dim=1)
+        return free - self.rank
+
+    @property
+    def eigenvalues(self) -> Tensor:
+        """The p largest eigenvalues of `g` (batch, p), float64, descending."""
+        return self.singular_values.square()
+
+    def full_eigenvalues(self) -> Tensor:
+        """All n eigenvalues of `g` (batch, n), descending, zeros included (small n only)."""
+        n, p = self.num_features, self.singular_values.shape[1]
+        if n > 100_000:
+            raise ValueError(
+                f"full_eigenvalues() would hold {n} values per example; use `eigenvalues`."
+            )
+        values = self.eigenvalues[:, : min(p, n)]
+        pad = values.new_zeros(self.batch_size, n - values.shape[1])
+        return torch.cat([values, pad], dim=1)
+
+    @property
+    def smallest_retained(self) -> Tensor:
+        """Smallest singular value counted in the rank (0 where the rank is 0)."""
+        index = (self.rank - 1).clamp_min(0).unsqueeze(1)
+        value = self.singular_values.gather(1, index).squeeze(1)
+        return torch.where(self.rank > 0, value, torch.zeros_like(value))
+
+    @property
+    def largest_discarded(self) -> Tensor:
+        """Largest singular value below the tolerance (0 where none was computed)."""
+        p = self.singular_values.shape[1]
+        index = self.rank.clamp_max(p - 1).unsqueeze(1)
+        value = self.singular_values.gather(1, index).squeeze(1)
+        return torch.where(self.rank < p, value, torch.zeros_like(value))
+
+    @property
+    def spectral_gap(self) -> Tensor:
+        """`s_r / s_{r+1}` (inf when nothing was discarded, 0 when the rank is 0)."""
+        smallest, largest = self.smallest_retained, self.largest_discarded
+        return torch.where(largest > 0, smallest / largest.clamp_min(1e-300), torch.inf) * (
+            self.rank > 0
+        )
+
+    # ----- structure -----
+    def flatten(self, vectors: Tensor | tuple[Tensor, ...]) -> Tensor:
+        """Flattens input-structured vectors to (batch, n); a (batch, n) tensor passes through."""
+        if isinstance(vectors, Tensor) and vectors.shape == (self.batch_size, self.num_features):
+            return vectors
+        parts = _compat.format_inputs(vectors, name="vectors")
+        if tuple(part.shape[1:] for part in parts) != self.input_shapes:
+            raise ValueError(
+                f"`vectors` of shapes {[tuple(p.shape) for p in parts]} match neither (batch, n) "
+                f"= {(self.batch_size, self.num_features)} nor the inputs' per-example shapes "
+                f"{[tuple(s) for s in self.input_shapes]}."
+            )
+        return torch.cat([part.reshape(part.shape[0], -1) for part in parts], dim=1)
+
+    def unflatten(self, flat: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """Reshapes (batch, n) to the input structure (a tensor, or a tuple for tuple inputs)."""
+        sizes = [math.prod(s) for s in self.input_shapes]
+        parts = flat.split(sizes, dim=1)
+        shaped = tuple(
+            part.reshape(flat.shape[0], *shape)
+            for part, shape in zip(parts, self.input_shapes, strict=True)
+        )
+        return _compat.format_output(self.is_inputs_tuple, shaped)
+
+    # ----- projections -----
+    def _restrict(self, flat: Tensor) -> Tensor:
+        return flat if self.free is None else flat * self.free
+
+    def _range_coordinates(self, flat: Tensor) -> Tensor:
+        vectors = self.right_vectors.to(flat.dtype)
+        return (vectors.transpose(1, 2) @ flat.unsqueeze(2)).squeeze(2)
+
+    def project_range(self, vectors: Tensor | tuple[Tensor, ...]) -> Tensor:
+        """`P_R z = V_r V_r^T z` (batch, n): the part of z that moves the output."""
+        flat = self.flatten(vectors)
+        coords = self._range_coordinates(flat)
+        return (self.right_vectors.to(flat.dtype) @ coords.unsqueeze(2)).squeeze(2)
+
+    def project_null(self, vectors: Tensor | tuple[Tensor, ...]) -> Tensor:
+        """`P_N z = z - P_R z` (batch, n), restricted to the free coordinates if any."""
+        flat = self._restrict(self.flatten(vectors))
+        return flat - self.project_range(flat)
+
+    def _gaussian(self, generator: torch.Generator | None) -> Tensor:
+        return torch.randn(
+            self.batch_size,
+            self.num_features,
+            generator=generator,
+            dtype=self.factor.dtype,
+            device=self.factor.device,
+        )
+
+    def sample_null(self, generator: torch.Generator | None = None) -> Tensor:
+        """Unit vectors uniform on the null sphere (batch, n): Gaussian, projected, normalised.
+
+        Examples whose null space is trivial get the zero vector.
+        """
+        direction = self.project_null(self._gaussian(generator))
+        return _normalise(direction, self.null_dim > 0)
+
+    def sample_range(
+        self, generator: torch.Generator | None = None, weighted: bool = False
+    ) -> Tensor:
+        """Unit vectors in the range space (batch, n), isotropic or weighted by `s_k`.
+
+        Examples of rank 0 get the zero vector.
+        """
+        coefficients = torch.randn(
+            self.right_vectors.shape[:1] + self.right_vectors.shape[2:],
+            generator=generator,
+            dtype=self.factor.dtype,
+            device=self.factor.device,
+        )
+        if weighted:
+            coefficients = coefficients * self.singular_values.to(coefficients.dtype)
+        direction = (self.right_vectors.to(coefficients.dtype) @ coefficients.unsqueeze(2)).squeeze(
+            2
+        )
+        return _normalise(direction, self.rank > 0)
+
+    # ----- per-feature scores (method.md section 4) -----
+    def relevance(self) -> Tensor:
+        """`rho_i = sqrt(g_ii) = ||A e_i||` (batch, n): output motion per unit move of feature i."""
+        return self.factor.double().square().sum(dim=1).sqrt().to(self.factor.dtype)
+
+    def robustness(self) -> Tensor:
+        """`kappa_i = ||P_N e_i||^2 = 1 - sum_{k<=r} v_ki^2` in [0, 1] (batch, n).
+
+        The share of a move along feature i that the equivalence class absorbs; frozen
+        coordinates (see `free`) score 0. `sum_i (1 - kappa_i) = r`.
+        """
+        leverage = self.right_vectors.square().sum(dim=2)
+        score = (1.0 - leverage).clamp(0.0, 1.0)
+        score = score if self.free is None else score * self.free
+        return score.to(self.factor.dtype)
+
+
+def _normalise(direction: Tensor, valid: Tensor) -> Tensor:
+    norm = direction.norm(dim=1, keepdim=True)
+    unit = direction / norm.clamp_min(torch.finfo(direction.dtype).tiny)
+    return torch.where(valid.unsqueeze(1) & (norm > 0), unit, torch.zeros_like(unit))
+
+
+def pullback_spectrum(
+    forward_func: Callable[..., Any],
+    inputs: Tensor | tuple[Tensor, ...],
+    *,
+    output_metric: str | OutputMetric | Tensor | Callable[[Tensor], Tensor] = "euclidean",
+    target: _compat.TargetType = None,
+    additional_forward_args: Any = None,
+    layer: nn.Module | None = None,
+    attribute_to_layer_input: bool = False,
+    free: Tensor | None = None,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    solver: str = "auto",
+    jacobian_method: str = "auto",
+    internal_batch_size: int | None = None,
+) -> PullbackSpectrum:
+    """Spectrum of the pullback metric `g(x) = J(x)^T G J(x)` for a batch of inputs.
+
+    Args:
+        forward_func: model or function, called as `forward_func(*inputs, *additional_args)`.
+        inputs: a tensor or tuple of tensors, batch first, any trailing shape.
+        output_metric: "euclidean" (default, the papers' `G = I`), "target", "margin",
+            "topk", "fisher", an (m, m) PSD tensor, a callable of the flattened outputs, or
+            an `OutputMetric`.
+        target: Captum target (int, tuple, tensor, list); needed by "target" and "margin".
+        additional_forward_args: extra arguments for `forward_func`, as in Captum.
+        layer: if given, the metric is pulled back to this module's output (or input with
+            `attribute_to_layer_input`): the map from that representation to the output.
+        free: bool mask (batch, n) of coordinates allowed to move; the null space is then
+            that of `J` restricted to them (used by domain constraints).
+        rtol: relative rank tolerance; default `max(p, n) * eps(dtype)`.
+        atol: absolute floor of the rank tolerance.
+        solver: "auto", "gram" (eigh of `A A^T`, fast) or "svd".
+        jacobian_method: see `captum_simec.geometry.jacobian`.
+        internal_batch_size: most (example, output row) pairs per backward pass.
+
+    Returns:
+        A `PullbackSpectrum`.
+    """
+    is_tuple = _compat.is_tuple(inputs)
+    formatted = _compat.format_inputs(inputs)
+    args = _compat.format_additional_forward_args(additional_forward_args)
+    metric = resolve_output_metric(output_metric)
+    device = formatted[0].device
+    if layer is not None:
+        forward_func, formatted, args = layer_function(
+            forward_func, layer, formatted, args, attribute_to_layer_input
+        )
+        is_tuple = False
+    flat_n = sum(x[0].numel() for x in formatted)
+    if free is not None and (
+        free.dtype != torch.bool or free.shape != (formatted[0].shape[0], flat_n)
+    ):
+        raise ValueError(
+            f"`free` must be a bool tensor of shape (batch, n) = "
+            f"{(formatted[0].shape[0], flat_n)}, got {free.dtype} {tuple(free.shape)}."
+        )
+    pulled = pullback_factor(
+        forward_func,
+        formatted,
+        metric,
+        lambda shape: _compat.target_to_flat_indices(target, shape, device),
+        args,
+        jacobian_method,
+        internal_batch_size,
+    )
+    factor = pulled.factor if free is None else pulled.factor * free.unsqueeze(1)
+    singular, right, rank, tolerance = factorise(factor, rtol, atol, solver)
+    return PullbackSpectrum(
+        outputs=pulled.outputs,
+        factor=factor,
+        singular_values=singular,
+        right_vectors=right.to(factor.dtype),
+        rank=rank,
+        tolerance=tolerance,
+        input_shapes=tuple(x.shape[1:] for x in formatted),
+        is_inputs_tuple=is_tuple,
+        target=pulled.target,
+        jacobian_method=pulled.method,
+        free=free,
+    )
