@@ -152,9 +152,9 @@ class PullbackSpectrum:
     def spectral_gap(self) -> Tensor:
         """`s_r / s_{r+1}` (inf when nothing was discarded, 0 when the rank is 0)."""
         smallest, largest = self.smallest_retained, self.largest_discarded
-        return torch.where(largest > 0, smallest / largest.clamp_min(1e-300), torch.inf) * (
-            self.rank > 0
-        )
+        ratio = smallest / largest.clamp_min(torch.finfo(largest.dtype).tiny)
+        gap = torch.where(largest > 0, ratio, torch.inf)
+        return torch.where(self.rank > 0, gap, torch.zeros_like(gap))
 
     # ----- structure -----
     def flatten(self, vectors: Tensor | tuple[Tensor, ...]) -> Tensor:

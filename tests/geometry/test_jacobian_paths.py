@@ -1,0 +1,147 @@
+"""Every Jacobian path gives the same factor; chunking, tuples, args and layers behave."""
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from captum_simec import pullback_spectrum
+from captum_simec.geometry import (
+    TopKMetric,
+    fastest_jacobian_method,
+    jacobian,
+    layer_representation,
+    pullback_factor,
+    resolve_output_metric,
+)
+from tests.geometry.models import TinyMLP, model_zoo
+
+ZOO = model_zoo()
+
+
+@pytest.mark.parametrize("name,model,x", ZOO, ids=[c[0] for c in ZOO])
+def test_all_paths_agree(name, model, x):
+    reference = jacobian(model, (x,), method="replicate").factor
+    for method in ("batched_grad", "vmap", "jacfwd"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.func may fall back on recurrent nets
+            result = jacobian(model, (x,), method=method)
+        assert torch.allclose(result.factor, reference, atol=1e-12), method
+        assert result.method in (method, "replicate")
+    chunked = jacobian(model, (x,), method="replicate", internal_batch_size=2).factor
+    assert torch.allclose(chunked, reference, atol=1e-14)
+
+
+def test_gru_vmap_falls_back_and_says_so():
+    gru = dict((c[0], c) for c in ZOO)["gru"]
+    _, model, x = gru
+    with pytest.warns(UserWarning, match="using 'replicate'"):
+        result = jacobian(model, (x,), method="vmap")
+    assert result.method == "replicate"
+    assert "vmap failed" in result.fallback_reason
+
+
+def test_one_row_metric_uses_a_single_backward_and_chunks():
+    model = TinyMLP(n=6, m=4).double().eval()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 3, 0])
+    one = pullback_factor(model, (x,), resolve_output_metric("target"), target)
+    assert one.method == "backward"
+    chunked = pullback_factor(
+        model, (x,), resolve_output_metric("target"), target, internal_batch_size=2
+    )
+    assert torch.allclose(one.factor, chunked.factor, atol=1e-14)
+    full = jacobian(model, (x,)).factor
+    assert torch.allclose(one.factor[:, 0], full[torch.arange(5), target], atol=1e-14)
+
+
+def test_auto_uses_forward_mode_when_inputs_are_few():
+    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 12)).double().eval()
+    result = jacobian(model, (torch.randn(3, 2, dtype=torch.float64),))
+    assert result.method == "jacfwd"
+    assert result.factor.shape == (3, 12, 2)
+
+
+def test_tuple_inputs_and_additional_args_are_indexed_per_example():
+    torch.manual_seed(0)
+    lin = nn.Linear(3, 2).double().eval()
+
+    def model(a, b, scale, offset):
+        return lin(a * scale) + b.sum(1, keepdim=True) * offset
+
+    a, b = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    scale = torch.arange(1.0, 5.0, dtype=torch.float64).unsqueeze(1)
+    result = jacobian(model, (a, b), additional_forward_args=(scale, 2.0), method="replicate")
+    expected_a = lin.weight.unsqueeze(0) * scale.unsqueeze(2)
+    assert torch.allclose(result.factor[:, :, :3], expected_a)
+    assert torch.allclose(result.factor[:, :, 3:], torch.full((4, 2, 2), 2.0, dtype=torch.float64))
+    vmapped = jacobian(model, (a, b), additional_forward_args=(scale, 2.0), method="vmap")
+    assert torch.allclose(vmapped.factor, result.factor)
+
+
+def test_one_dimensional_inputs_are_a_batch_of_scalars():
+    spec = pullback_spectrum(torch.sin, torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
+    assert spec.relevance().shape == (3, 1)
+    assert torch.allclose(
+        spec.relevance()[:, 0], torch.cos(torch.tensor([0.0, 1.0, 2.0])).abs().double()
+    )
+    assert spec.unflatten(spec.relevance()).shape == (3,)
+
+
+def test_multidimensional_output_with_tuple_target():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Unflatten(1, (2, 3))).double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    spec = pullback_spectrum(model, x, output_metric="target", target=(1, 2))
+    assert torch.allclose(spec.factor[:, 0], model[0].weight[5].expand(2, 4))
+    spec = pullback_spectrum(model, x, output_metric="target", target=[(0, 0), (1, 1)])
+    assert torch.allclose(spec.factor[1, 0], model[0].weight[4])
+
+
+def test_layer_pullback_equals_the_tail_of_a_sequential():
+    torch.manual_seed(1)
+    model = (
+        nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 6), nn.Tanh(), nn.Linear(6, 3))
+        .double()
+        .eval()
+    )
+    x = torch.randn(4, 5, dtype=torch.float64)
+    hidden = layer_representation(model, model[1], (x,), None)
+    assert torch.allclose(hidden, model[:2](x))
+    at_layer = pullback_spectrum(model, x, layer=model[1])
+    tail = pullback_spectrum(model[2:], hidden)
+    assert torch.allclose(at_layer.singular_values, tail.singular_values)
+    assert torch.allclose(at_layer.robustness(), tail.robustness(), atol=1e-12)
+    at_input = pullback_spectrum(model, x, layer=model[2], attribute_to_layer_input=True)
+    assert torch.allclose(at_input.relevance(), tail.relevance(), atol=1e-12)
+    metric = TopKMetric(2)
+    assert torch.equal(
+        pullback_spectrum(model, x, layer=model[1], output_metric=metric).rank,
+        pullback_spectrum(model[2:], hidden, output_metric=metric).rank,
+    )
+
+
+def test_fastest_method_reports_timings():
+    model = TinyMLP(n=6, m=3).double().eval()
+    best, timings = fastest_jacobian_method(model, (torch.randn(2, 6, dtype=torch.float64),))
+    assert best in timings
+    assert {"replicate", "batched_grad", "vmap", "jacfwd"} <= set(timings)
+    assert "backward" not in timings  # needs a one-row metric
+
+
+def test_user_tensors_are_untouched():
+    model = TinyMLP().eval()
+    x = torch.randn(2, 6, requires_grad=True)
+    x.grad = torch.ones_like(x)
+    y = torch.randn(2, 6)
+    pullback_spectrum(model, x)
+    pullback_spectrum(model, y)
+    assert torch.equal(x.grad, torch.ones_like(x)) and x.requires_grad
+    assert not y.requires_grad and y.grad is None
+
+
+def test_runs_under_no_grad():
+    model = TinyMLP().eval()
+    with torch.no_grad():
+        spec = pullback_spectrum(model, torch.randn(2, 6))
+    assert (spec.rank == 4).all()
