@@ -239,6 +239,7 @@ def pullback_factor(
             factor = _grads(flat, leaves, rows.transpose(0, 1), is_grads_batched=True)
             factor = factor.transpose(0, 1)
         else:
+            output, flat = output.detach(), None  # free the first graph before recomputing
             if chosen in _TORCH_FUNC_METHODS:
                 try:
                     jac = _torch_func_jacobian(
@@ -257,7 +258,6 @@ def pullback_factor(
                 factor = _replicate(
                     forward_func, inputs, additional_forward_args, rows, internal_batch_size
                 )
-                chosen = "replicate" if fallback else chosen
     return PulledBackFactor(
         outputs=output.detach(),
         factor=factor.detach(),
