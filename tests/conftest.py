@@ -29,8 +29,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _single_thread_and_seed():
+    """One intra-op thread (small models gain nothing from more on 2 shared cores) and a seed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,166 @@
+"""Domain boxes: validation, shortened steps, freezing versus the papers' clamping."""
+
+import pytest
+import torch
+
+from captum_simec.explore import Box, simec, simexp
+from captum_simec.explore.constraints import as_box
+from tests.explore.helpers import linear_classifier, tanh_mlp
+
+SHAPE = (torch.Size([2]),)
+
+
+def _bound(lower, upper, constraint="freeze"):
+    return Box(lower, upper, constraint).bind(SHAPE, torch.float64, torch.device("cpu"))
+
+
+def test_box_validation_names_domain():
+    with pytest.raises(ValueError, match="domain.*lower > upper"):
+        Box(1.0, 0.0)
+    with pytest.raises(ValueError, match="domain"):
+        Box(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0]))
+    with pytest.raises(ValueError, match="constraint"):
+        Box(0.0, 1.0, constraint="wrap")
+    with pytest.raises(ValueError, match="finite"):
+        Box(float("nan"), 1.0)
+    with pytest.raises(ValueError, match="broadcast"):
+        Box(torch.zeros(3), 1.0).bind(SHAPE, torch.float64, torch.device("cpu"))
+    with pytest.raises(TypeError, match="domain"):
+        as_box([0.0, 1.0])
+    assert as_box((0.0, 1.0)).constraint == "freeze"
+    assert "freeze" in repr(Box(0.0, torch.ones(2)))
+
+
+def test_per_feature_and_tuple_bounds_flatten_in_input_order():
+    box = Box((0.0, torch.tensor([[-1.0], [-2.0]])), (1.0, 5.0))
+    bound = box.bind((torch.Size([2]), torch.Size([2, 2])), torch.float64, torch.device("cpu"))
+    assert bound.lower.tolist() == [0.0, 0.0, -1.0, -1.0, -2.0, -2.0]
+    assert bound.upper.tolist() == [1.0, 1.0, 5.0, 5.0, 5.0, 5.0]
+
+
+def test_a_step_that_would_cross_a_bound_is_shortened_to_land_on_it():
+    bound = _bound(0.0, 1.0)
+    x = torch.tensor([[0.5, 0.9], [0.5, 0.5]], dtype=torch.float64)
+    step = torch.tensor([[0.1, 0.2], [0.1, 0.1]], dtype=torch.float64)
+    moved, shortened = bound.advance(x, step)
+    assert moved[0].tolist() == [0.55, 1.0]  # half the step, exactly on the upper bound
+    assert shortened.tolist() == [True, False]
+    assert torch.allclose(moved[1], x[1] + step[1])
+    clipped, flagged = _bound(0.0, 1.0, "clamp").advance(x, step)
+    assert torch.allclose(clipped[0], torch.tensor([0.6, 1.0], dtype=torch.float64))
+    assert flagged.tolist() == [True, False]
+    outward = bound.outward(
+        torch.tensor([[0.0, 1.0]], dtype=torch.float64),
+        torch.tensor([[-1.0, -1.0]], dtype=torch.float64),
+    )
+    assert outward.tolist() == [[True, False]]
+
+
+def test_start_outside_the_box_is_refused():
+    with pytest.raises(ValueError, match="outside the `domain`"):
+        simec(
+            tanh_mlp(), torch.full((1, 6), 1.5, dtype=torch.float64), steps=2, domain=Box(0.0, 1.0)
+        )
+
+
+def test_freeze_walk_stays_on_the_class_clamp_walk_does_not():
+    model = tanh_mlp(n=6, m=1)
+    x = torch.rand(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x[:, :3] = 0.002  # near the face x_0 = x_1 = x_2 = 0
+    common = {"steps": 400, "step_size": 0.005, "seed": 0}
+    frozen = simec(model, x, domain=Box(0.0, 1.0, "freeze"), **common)
+    clamped = simec(model, x, domain=Box(0.0, 1.0, "clamp"), **common)
+    ratio = clamped.max_drift / frozen.max_drift
+    print(
+        f"\nfreeze vs clamp, max drift: {frozen.max_drift.tolist()} vs "
+        f"{clamped.max_drift.tolist()}; ratio {ratio.tolist()}"
+    )
+    assert (ratio > 10).all()
+    for walk in (frozen, clamped):
+        assert walk.points_flat.min() >= 0.0 and walk.points_flat.max() <= 1.0
+    # freezing lands steps exactly on the face, and coordinates there can leave it again
+    assert (frozen.shortened_steps > 0).all()
+    assert (frozen.points_flat == 0.0).any()
+    assert frozen.stop_reason == ["steps"] * 4
+
+
+def test_lower_equal_upper_pins_a_feature_and_the_corrector_respects_the_box():
+    model = tanh_mlp(n=6, m=1)
+    x = torch.full((2, 6), 0.5, dtype=torch.float64)
+    lower, upper = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    lower[0] = upper[0] = 0.5
+    walk = simec(
+        model, x, steps=100, step_size=0.02, domain=Box(lower, upper), corrector=True, seed=0
+    )
+    assert (walk.points_flat[:, :, 0] == 0.5).all()
+    assert walk.points_flat.min() >= 0.0 and walk.points_flat.max() <= 1.0
+    assert walk.max_drift.max() < 1e-10
+
+
+def test_a_one_dimensional_class_ends_on_the_box_with_reason_domain():
+    # f = x0 + x1 on [0, 1]^2: the class of (0.5, 0.5) is the segment to the corners (0, 1)
+    # and (1, 0); sign continuity walks to one corner, lands on it, then the box blocks it
+    weight = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    walk = simec(
+        lambda z: (z @ weight).unsqueeze(1),
+        torch.full((1, 2), 0.5, dtype=torch.float64),
+        steps=50,
+        step_size=0.2,
+        domain=Box(0.0, 1.0),
+        seed=0,
+    )
+    assert walk.stop_reason == ["domain"] and walk.stopped_at.item() == 4
+    final = sorted(walk.final[0].tolist())
+    assert final[0] == 0.0 and final[1] == pytest.approx(1.0, abs=1e-12)
+    assert walk.shortened_steps.item() == 1
+    assert walk.path_length.item() == pytest.approx(0.5**0.5)
+    assert (walk.points_flat.sum(dim=-1) - 1).abs().max() < 1e-12
+
+
+def test_parity_clamps_even_with_a_freeze_box():
+    _, _, f = linear_classifier(n=4, m=1)
+    x = torch.full((1, 4), 0.001, dtype=torch.float64)
+    walk = simec(f, x, steps=50, step_size=0.05, parity=True, domain=Box(0.0, 1.0), seed=0)
+    assert walk.points_flat.min() >= 0.0
+    assert walk.max_drift.item() > 1e-6  # clamping moved the point off the class
+
+
+def test_eigenvector_mode_respects_the_box():
+    model = tanh_mlp(n=6, m=1)
+    x = torch.rand(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x[:, :2] = 0.001
+    walk = simec(
+        model, x, steps=200, step_size=0.005, direction="eigenvector", domain=Box(0.0, 1.0), seed=0
+    )
+    assert walk.points_flat.min() >= 0.0 and walk.points_flat.max() <= 1.0
+    assert walk.max_drift.max() < 1e-3
+    assert walk.pseudolength.max() < 1e-10  # frozen coordinates never break null steps
+
+
+def test_leave_class_follows_the_gradient_projected_on_the_free_coordinates():
+    # margin gradient (-1, -1) pushes x0 below 0 at the start; x0 stays frozen on the face
+    weight = torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.5]], dtype=torch.float64)
+    walk = simexp(
+        lambda z: z @ weight.T,
+        x,
+        mode="leave_class",
+        steps=100,
+        step_size=0.05,
+        domain=Box(0.0, 1.0),
+        seed=0,
+    )
+    assert walk.stop_reason == ["domain"]  # the box blocks the way down before the boundary
+    assert walk.final[0].tolist() == [0.0, 0.0]
+    lowered = simexp(
+        lambda z: z @ weight.T,
+        x,
+        mode="leave_class",
+        steps=100,
+        step_size=0.05,
+        domain=Box(torch.tensor([0.0, -1.0]), 1.0),
+        seed=0,
+    )
+    assert lowered.stop_reason == ["class_change"]
+    assert lowered.final[0, 0].item() == 0.0
+    assert lowered.final[0, 1].item() == pytest.approx(0.0, abs=1e-6)
