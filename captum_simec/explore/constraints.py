@@ -15,15 +15,12 @@ Setting ``lower == upper`` for a feature pins it: it never moves.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from captum_simec.geometry.spectrum import PullbackSpectrum, factorise
-
-__all__ = ["CONSTRAINTS", "BoundBox", "Box", "as_box", "restrict"]
+__all__ = ["CONSTRAINTS", "BoundBox", "Box", "as_box"]
 
 CONSTRAINTS = ("freeze", "clamp")
 
@@ -190,31 +187,3 @@ class BoundBox:
         snapped = torch.where(step > 0, self.upper, self.lower).expand_as(moved)
         moved = torch.where(hit, snapped, moved)
         return self.clamp(moved), shortened
-
-
-def restrict(
-    spectrum: PullbackSpectrum,
-    free: Tensor,
-    rtol: float | None = None,
-    atol: float = 0.0,
-    solver: str = "auto",
-) -> PullbackSpectrum:
-    """The spectrum of `A` restricted to the `free` coordinates (batch, n), no new Jacobian.
-
-    Columns of the frozen coordinates are zeroed before the factorisation, so the null space
-    is that of `J` on the free coordinates and every projected vector leaves the frozen ones
-    unchanged.
-    """
-    if spectrum.free is not None:
-        free = free & spectrum.free
-    factor = spectrum.factor * free.unsqueeze(1)
-    singular, right, rank, tolerance = factorise(factor, rtol, atol, solver)
-    return dataclasses.replace(
-        spectrum,
-        factor=factor,
-        singular_values=singular,
-        right_vectors=right.to(factor.dtype),
-        rank=rank,
-        tolerance=tolerance,
-        free=free,
-    )

@@ -34,7 +34,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from captum_simec import _compat
-from captum_simec.explore.constraints import BoundBox, Box, as_box, restrict
+from captum_simec.explore.constraints import BoundBox, Box, as_box
 from captum_simec.explore.corrector import Corrector, as_corrector, correct
 from captum_simec.geometry.jacobian import check_eval_mode
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric, resolve_output_metric
@@ -487,7 +487,7 @@ class _Model:
         )
 
     def restrict(self, spectrum: PullbackSpectrum, free: Tensor) -> PullbackSpectrum:
-        return restrict(spectrum, free, self.rtol, self.atol)
+        return spectrum.restrict(free)
 
 
 def _check_options(

@@ -7,6 +7,7 @@ cost O(n r) per vector: the n x n matrix is never formed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,18 @@ from captum_simec.geometry.metrics import OutputMetric, resolve_output_metric
 __all__ = ["PullbackSpectrum", "factorise", "pullback_spectrum"]
 
 SOLVERS = ("auto", "gram", "svd")
+# fields that `PullbackSpectrum.from_factor` computes or takes as arguments
+_FACTORISATION_FIELDS = (
+    "factor",
+    "singular_values",
+    "right_vectors",
+    "rank",
+    "tolerance",
+    "free",
+    "rtol",
+    "atol",
+    "solver",
+)
 
 
 def default_rtol(p: int, n: int, dtype: torch.dtype) -> float:
@@ -88,6 +101,7 @@ class PullbackSpectrum:
         target: flat target index per example, or None.
         jacobian_method: the Jacobian path that ran.
         free: bool mask (batch, n) of coordinates allowed to move, or None (all free).
+        rtol, atol, solver: the rank tolerance and solver used (kept for `restrict`).
     """
 
     outputs: Tensor
@@ -101,6 +115,53 @@ class PullbackSpectrum:
     target: Tensor | None = None
     jacobian_method: str = "auto"
     free: Tensor | None = None
+    rtol: float | None = None
+    atol: float = 0.0
+    solver: str = "auto"
+
+    @classmethod
+    def from_factor(
+        cls,
+        factor: Tensor,
+        rtol: float | None = None,
+        atol: float = 0.0,
+        solver: str = "auto",
+        free: Tensor | None = None,
+        **fields: Any,
+    ) -> PullbackSpectrum:
+        """Factorises `A` (batch, p, n), zeroing the columns of coordinates not `free`."""
+        if free is not None:
+            factor = factor * free.unsqueeze(1)
+        singular, right, rank, tolerance = factorise(factor, rtol, atol, solver)
+        return cls(
+            factor=factor,
+            singular_values=singular,
+            right_vectors=right.to(factor.dtype),
+            rank=rank,
+            tolerance=tolerance,
+            free=free,
+            rtol=rtol,
+            atol=atol,
+            solver=solver,
+            **fields,
+        )
+
+    def restrict(self, free: Tensor) -> PullbackSpectrum:
+        """The spectrum of `J` restricted to the `free` coordinates (batch, n): no new Jacobian.
+
+        The null space becomes that of `J` on the free coordinates, so every projected vector
+        leaves the frozen coordinates unchanged.
+        """
+        if self.free is not None:
+            free = free & self.free
+        fields = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in _FACTORISATION_FIELDS
+        }
+        return PullbackSpectrum.from_factor(
+            self.factor, self.rtol, self.atol, self.solver, free, **fields
+        )
 
     @property
     def batch_size(self) -> int:
@@ -325,18 +386,15 @@ def pullback_spectrum(
         jacobian_method,
         internal_batch_size,
     )
-    factor = pulled.factor if free is None else pulled.factor * free.unsqueeze(1)
-    singular, right, rank, tolerance = factorise(factor, rtol, atol, solver)
-    return PullbackSpectrum(
+    return PullbackSpectrum.from_factor(
+        pulled.factor,
+        rtol,
+        atol,
+        solver,
+        free,
         outputs=pulled.outputs,
-        factor=factor,
-        singular_values=singular,
-        right_vectors=right.to(factor.dtype),
-        rank=rank,
-        tolerance=tolerance,
         input_shapes=tuple(x.shape[1:] for x in formatted),
         is_inputs_tuple=is_tuple,
         target=pulled.target,
         jacobian_method=pulled.method,
-        free=free,
     )

@@ -253,3 +253,17 @@ def test_full_eigenvalues_and_gap():
     assert (full[:, 2:] < 1e-20).all()
     assert (spec.spectral_gap > 1e6).all()
     assert torch.allclose(spec.smallest_retained, spec.singular_values[:, 1])
+
+
+def test_restrict_equals_a_spectrum_computed_with_the_mask():
+    torch.manual_seed(10)
+    model = TinyMLP(n=6, m=3).double().eval()
+    x = torch.randn(2, 6, dtype=torch.float64)
+    free = torch.tensor([[True, False, True, True, True, False], [True] * 5 + [False]])
+    restricted = pullback_spectrum(model, x, rtol=1e-9).restrict(free)
+    direct = pullback_spectrum(model, x, free=free, rtol=1e-9)
+    assert torch.allclose(restricted.singular_values, direct.singular_values)
+    assert torch.equal(restricted.rank, direct.rank) and restricted.rtol == 1e-9
+    z = torch.randn(2, 6, dtype=torch.float64)
+    assert torch.allclose(restricted.project_null(z), direct.project_null(z))
+    assert restricted.project_null(z)[~free].abs().max() == 0
