@@ -133,6 +133,8 @@ class PullbackSpectrum:
         if free is not None:
             factor = factor * free.unsqueeze(1)
         singular, right, rank, tolerance = factorise(factor, rtol, atol, solver)
+        if free is not None:
+            right = right * free.unsqueeze(2)  # exact zeros on frozen coordinates
         return cls(
             factor=factor,
             singular_values=singular,
