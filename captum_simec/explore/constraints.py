@@ -3,10 +3,10 @@
 Data usually live in a box (pixels in `[lo, hi]`, min-max scaled tabular data in `[0, 1]`).
 Two ways to keep a walk inside it:
 
-- ``"freeze"`` (default): a coordinate that sits on a bound and that the proposed step
-  would push outward is frozen for that step; the direction is then recomputed from the
-  null (or range) space of `J` restricted to the free coordinates, so a SiMEC step stays
-  on the class. A step that would cross a bound is shortened to land on it.
+- ``"freeze"`` (default): a coordinate that the proposed step would push out of the box
+  (from a bound, or across one) is frozen for that step; the direction is then recomputed
+  from the null (or range) space of `J` restricted to the free coordinates, so a SiMEC step
+  stays on the class. A step that still crosses a bound is shortened to land on it.
 - ``"clamp"``: take the step and clip every coordinate to the box (the papers' choice); the
   clipped part of a null step leaves the class.
 
@@ -132,7 +132,12 @@ def as_box(domain: Box | tuple[BoundsType, BoundsType] | None) -> Box | None:
 
 @dataclass(frozen=True)
 class BoundBox:
-    """A `Box` bound to the flat coordinates of a walk: `lower`, `upper` of shape (n,)."""
+    """A `Box` bound to the flat coordinates of a walk: `lower`, `upper` of shape (n,).
+
+    A coordinate within `slack` (a few ulps of the bound's magnitude) of a bound counts as on
+    it, so that rounding never leaves a coordinate a hair inside a bound, where it would cut
+    every later step short.
+    """
 
     lower: Tensor
     upper: Tensor
@@ -141,6 +146,11 @@ class BoundBox:
     @property
     def freezes(self) -> bool:
         return self.constraint == "freeze"
+
+    @property
+    def slack(self) -> Tensor:
+        scale = torch.maximum(self.lower.abs(), self.upper.abs()).clamp_min(1.0)
+        return 64 * torch.finfo(self.lower.dtype).eps * scale
 
     def check_inside(self, flat: Tensor) -> None:
         """Raises ValueError if some start point lies outside the box."""
@@ -152,13 +162,24 @@ class BoundBox:
                 "inputs to the box first) or widen the box."
             )
 
+    def _at_lower(self, x: Tensor) -> Tensor:
+        return x <= self.lower + self.slack
+
+    def _at_upper(self, x: Tensor) -> Tensor:
+        return x >= self.upper - self.slack
+
     def at_bound(self, x: Tensor) -> Tensor:
         """Coordinates on a bound (batch, n)."""
-        return (x <= self.lower) | (x >= self.upper)
+        return self._at_lower(x) | self._at_upper(x)
 
     def outward(self, x: Tensor, step: Tensor) -> Tensor:
         """Coordinates on a bound that `step` would push out of the box (batch, n)."""
-        return ((x <= self.lower) & (step < 0)) | ((x >= self.upper) & (step > 0))
+        return (self._at_lower(x) & (step < 0)) | (self._at_upper(x) & (step > 0))
+
+    def leaving(self, x: Tensor, step: Tensor) -> Tensor:
+        """Coordinates that `step` pushes out of the box, from a bound or across one (batch, n)."""
+        moved = x + step
+        return self.outward(x, step) | (moved < self.lower) | (moved > self.upper)
 
     def clamp(self, x: Tensor) -> Tensor:
         return torch.maximum(torch.minimum(x, self.upper), self.lower)
@@ -167,23 +188,21 @@ class BoundBox:
         """Takes `step` from `x` inside the box.
 
         "freeze": the step is scaled by the largest `t <= 1` with `x + t step` in the box, and
-        the coordinates that reach a bound are set exactly on it. "clamp": `x + step` is
-        clipped to the box.
+        the coordinates that reach a bound (within `slack`) are set exactly on it. "clamp":
+        `x + step` is clipped to the box.
 
         Returns:
-            The new points (batch, n) and whether each step was shortened (or clipped).
+            The new points (batch, n) and the fraction `t` of the step taken (batch,); for
+            "clamp", `t` is 0 where clipping changed the step, else 1.
         """
         moved = x + step
         if not self.freezes:
             clamped = self.clamp(moved)
-            return clamped, (clamped != moved).any(dim=1)
+            return clamped, (clamped == moved).all(dim=1).to(x.dtype)
         room = torch.where(step > 0, self.upper - x, torch.where(step < 0, self.lower - x, 0.0))
-        ratio = torch.where(step != 0, room / step, torch.inf)
+        ratio = torch.where(step != 0, room / step, torch.inf).clamp_min(0.0)
         fraction = ratio.amin(dim=1, keepdim=True).clamp(0.0, 1.0)
-        shortened = fraction.squeeze(1) < 1.0
         moved = x + fraction * step
-        slack = 1 + 64 * torch.finfo(x.dtype).eps  # coordinates reaching a bound together
-        hit = shortened.unsqueeze(1) & (step != 0) & (ratio <= fraction * slack)
-        snapped = torch.where(step > 0, self.upper, self.lower).expand_as(moved)
-        moved = torch.where(hit, snapped, moved)
-        return self.clamp(moved), shortened
+        moved = torch.where(self._at_lower(moved) & (step < 0), self.lower, moved)
+        moved = torch.where(self._at_upper(moved) & (step > 0), self.upper, moved)
+        return self.clamp(moved), fraction.squeeze(1)

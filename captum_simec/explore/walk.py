@@ -641,22 +641,42 @@ def run_walk(
             return spectrum
         return model.restrict(spectrum, ~bound.at_bound(flat))
 
-    def freeze_outward(
-        proposal: Tensor, here: Tensor, spectrum: PullbackSpectrum, draws: Any, view: StepView
+    def freeze(
+        proposal: Tensor,
+        here: Tensor,
+        spectrum: PullbackSpectrum,
+        draws: Any,
+        view: StepView,
+        blocking: Callable[[Tensor, Tensor], Tensor],
     ) -> Tensor:
-        """Re-proposes until no coordinate on a bound is pushed out of the box.
+        """Re-proposes until `blocking(here, proposal)` names no free coordinate.
 
-        Each round freezes the offending coordinates and asks the policy again, with the same
+        Each round freezes the blocking coordinates and asks the policy again, with the same
         random draws, from the spectrum of `J` restricted to the free ones.
         """
         free = torch.ones_like(here, dtype=torch.bool)
         for _ in range(here.shape[1]):
-            outward = bound.outward(here, proposal) & free
-            if not outward.any():
+            blocked = blocking(here, proposal) & free
+            if not blocked.any():
                 break
-            free &= ~outward
+            free &= ~blocked
             proposal = policy.propose(model.restrict(spectrum, free), draws, view, context)
         return proposal
+
+    def freeze_outward(
+        proposal: Tensor, here: Tensor, spectrum: PullbackSpectrum, draws: Any, view: StepView
+    ) -> Tensor:
+        """A proposal that keeps every coordinate inside the box.
+
+        Coordinates on a bound that the step pushes outward are frozen. So are, where a free
+        direction remains, those that the step would carry across a bound: rather than
+        shortening the whole step to the first bound it meets, which stalls a walk in high
+        dimension where many coordinates sit near a bound. Where no direction remains (a
+        class ending on the box), the step is kept and `advance` shortens it onto the bound.
+        """
+        onto = freeze(proposal, here, spectrum, draws, view, bound.outward)
+        inside = freeze(onto, here, spectrum, draws, view, bound.leaving)
+        return torch.where((inside.norm(dim=1) > 0).unsqueeze(1), inside, onto)
 
     def advance(flat: Tensor, update: Tensor) -> Tensor:
         return flat + update if bound is None else bound.advance(flat, update)[0]
@@ -738,7 +758,8 @@ def run_walk(
                 new = here + proposal
                 shortened = torch.zeros(len(rows), dtype=torch.bool, device=device)
             else:
-                new, shortened = bound.advance(here, proposal)
+                new, fraction = bound.advance(here, proposal)
+                shortened = fraction < 1
             new_spectrum = evaluate(new, rows)
             if settings is not None:
                 new, new_spectrum, applied = correct(

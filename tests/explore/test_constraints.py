@@ -42,13 +42,15 @@ def test_a_step_that_would_cross_a_bound_is_shortened_to_land_on_it():
     bound = _bound(0.0, 1.0)
     x = torch.tensor([[0.5, 0.9], [0.5, 0.5]], dtype=torch.float64)
     step = torch.tensor([[0.1, 0.2], [0.1, 0.1]], dtype=torch.float64)
-    moved, shortened = bound.advance(x, step)
+    moved, fraction = bound.advance(x, step)
     assert moved[0].tolist() == [0.55, 1.0]  # half the step, exactly on the upper bound
-    assert shortened.tolist() == [True, False]
+    assert torch.allclose(fraction, torch.tensor([0.5, 1.0], dtype=torch.float64))
     assert torch.allclose(moved[1], x[1] + step[1])
-    clipped, flagged = _bound(0.0, 1.0, "clamp").advance(x, step)
+    clipped, fraction = _bound(0.0, 1.0, "clamp").advance(x, step)
     assert torch.allclose(clipped[0], torch.tensor([0.6, 1.0], dtype=torch.float64))
-    assert flagged.tolist() == [True, False]
+    assert fraction.tolist() == [0.0, 1.0]
+    leaving = bound.leaving(x, step)
+    assert leaving.tolist() == [[False, True], [False, False]]
     outward = bound.outward(
         torch.tensor([[0.0, 1.0]], dtype=torch.float64),
         torch.tensor([[-1.0, -1.0]], dtype=torch.float64),
@@ -78,9 +80,10 @@ def test_freeze_walk_stays_on_the_class_clamp_walk_does_not():
     assert (ratio > 10).all()
     for walk in (frozen, clamped):
         assert walk.points_flat.min() >= 0.0 and walk.points_flat.max() <= 1.0
-    # freezing lands steps exactly on the face, and coordinates there can leave it again
-    assert (frozen.shortened_steps > 0).all()
-    assert (frozen.points_flat == 0.0).any()
+    # freezing the coordinates a step would carry out keeps every step's full length (no
+    # stall near the face), and the coordinates near the face still move
+    assert torch.allclose(frozen.path_length, torch.full((4,), 400 * 0.005, dtype=torch.float64))
+    assert (frozen.max_abs_flat[:, :3] > 1e-3).all()
     assert frozen.stop_reason == ["steps"] * 4
 
 
@@ -164,3 +167,15 @@ def test_leave_class_follows_the_gradient_projected_on_the_free_coordinates():
     assert lowered.stop_reason == ["class_change"]
     assert lowered.final[0, 0].item() == 0.0
     assert lowered.final[0, 1].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_many_coordinates_near_a_bound_do_not_stall_the_walk():
+    # 100 of 200 coordinates a hair above 0: shortening every step to the first bound met
+    # would move almost nothing; freezing the leaving coordinates keeps the full step length
+    model = tanh_mlp(n=200, m=3)
+    x = torch.rand(2, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x[:, ::2] = 1e-5
+    walk = simec(model, x, steps=50, step_size=0.05, domain=Box(0.0, 1.0), seed=0)
+    assert torch.allclose(walk.path_length, torch.full((2,), 2.5, dtype=torch.float64))
+    assert walk.points_flat.min() >= 0.0
+    assert walk.max_drift.max() < 1e-3
