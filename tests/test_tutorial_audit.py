@@ -1,0 +1,35 @@
+"""Executes tutorials/robustness_audit.py as a script and checks what it prints and writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "robustness_audit.py"
+
+
+@pytest.mark.slow
+def test_robustness_audit_tutorial_runs(tmp_path):
+    environment = {**os.environ, "CAPTUM_SIMEC_TUTORIAL_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, str(TUTORIAL)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout
+    assert "first call audited 16, the resumed call 8" in printed
+    assert "class   n   acc  flip  walk L2  PGD L2  ratio" in printed
+    ratio = float(printed.split("median flip / PGD ratio: L2 ")[1].split(",")[0])
+    assert 0.8 < ratio < 1.3  # the walk's L2 flip is about attack-sized
+    assert "null dimension: min 775, max 775" in printed
+    folder = tmp_path / "audit"
+    for name in ("report.md", "report.html", "records.csv", "records.json", "summary.json"):
+        assert (folder / name).is_file(), name
