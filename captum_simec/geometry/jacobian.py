@@ -5,9 +5,11 @@ concatenated in input order. Several paths compute it; which is fastest depends 
 (see design.md, measured pitfalls):
 
 - ``"backward"``: one backward of the batch through the forward graph (only when p = 1 row).
+- ``"batched_grad"``: one forward, then `torch.autograd.grad(..., is_grads_batched=True)`
+  over the rows (vmap over the backward); the fastest path in our benchmarks.
 - ``"replicate"``: each example is replicated once per row of `C` and one backward with the
-  rows as `grad_outputs` gives every vector-Jacobian product; always works (the fallback).
-- ``"batched_grad"``: `torch.autograd.grad(..., is_grads_batched=True)` over the rows.
+  rows as `grad_outputs` gives every vector-Jacobian product; always works (the fallback),
+  and chunks by `internal_batch_size`.
 - ``"vmap"``: `torch.func.vmap(jacrev)` per example; ``"jacfwd"``: forward mode.
 
 Examples never interact: every path assumes `f` treats the examples of a batch
@@ -105,6 +107,14 @@ def _flat_outputs(output: Any, batch: int) -> Tensor:
     return output.reshape(batch, -1)
 
 
+def _require_graph(flat: Tensor) -> None:
+    if flat.grad_fn is None:
+        raise ValueError(
+            "forward_func's output does not depend on the inputs (no gradient path), so "
+            "the pullback metric is zero everywhere; check that the model uses its inputs."
+        )
+
+
 def _check_finite_outputs(flat: Tensor) -> None:
     bad = ~torch.isfinite(flat).all(dim=1)
     if bad.any():
@@ -146,6 +156,7 @@ def _replicate(
         replicated = tuple(x[b].detach().requires_grad_(True) for x in inputs)
         output = forward_func(*replicated, *index_additional_forward_args(args, b, batch))
         flat = _flat_outputs(output, len(b))
+        _require_graph(flat)
         factor[b, k] = _grads(flat, replicated, rows[b, k].to(flat.dtype))
     return factor
 
@@ -198,7 +209,8 @@ def pullback_factor(
         additional_forward_args: extra arguments; tensors with the batch size are indexed
             with the examples.
         method: one of `JACOBIAN_METHODS`; ``"auto"`` picks ``"backward"`` for p = 1,
-            ``"jacfwd"`` when n < p, else ``"replicate"``.
+            ``"jacfwd"`` when n < p, else ``"batched_grad"`` (fastest in `benchmarks/`),
+            falling back to ``"replicate"`` where vmap cannot run the backward.
         internal_batch_size: most (example, row) pairs per backward pass (memory bound).
 
     Returns:
@@ -211,55 +223,61 @@ def pullback_factor(
     metric = metric or EuclideanMetric()
     check_eval_mode(forward_func)
     batch = inputs[0].shape[0]
-    with torch.enable_grad():
-        leaves = tuple(x.detach().requires_grad_(True) for x in inputs)
+    # keep the first forward's graph only for the paths that differentiate through it
+    use_graph = method in ("auto", "backward", "batched_grad") and (
+        internal_batch_size is None or batch <= internal_batch_size
+    )
+    with torch.enable_grad() if use_graph else torch.no_grad():
+        leaves = tuple(x.detach().requires_grad_(use_graph) for x in inputs)
         output = forward_func(*leaves, *(additional_forward_args or ()))
         flat = _flat_outputs(output, batch)
-        if flat.grad_fn is None:
-            raise ValueError(
-                "forward_func's output does not depend on the inputs (no gradient path), so "
-                "the pullback metric is zero everywhere; check that the model uses its inputs."
-            )
-        _check_finite_outputs(flat.detach())
-        target_index = target(output.shape) if callable(target) else target
-        rows = metric.cotangents(flat.detach(), target_index)
-        p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
-        chosen = method
-        if method == "auto":
-            chosen = "backward" if p == 1 else ("jacfwd" if n < p else "replicate")
-        if chosen == "backward" and p != 1:
-            raise ValueError(
-                f"jacobian_method='backward' needs a one-row metric; this one has {p} rows: "
-                "use 'replicate' or 'auto'."
-            )
-        fallback = None
-        if chosen == "backward" and (internal_batch_size is None or batch <= internal_batch_size):
+    if use_graph:
+        _require_graph(flat)
+    _check_finite_outputs(flat.detach())
+    target_index = target(output.shape) if callable(target) else target
+    rows = metric.cotangents(flat.detach(), target_index)
+    p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
+    chosen = method
+    if method == "auto":
+        chosen = "backward" if p == 1 else ("jacfwd" if n < p else "batched_grad")
+    if chosen == "backward" and p != 1:
+        raise ValueError(
+            f"jacobian_method='backward' needs a one-row metric; this one has {p} rows: "
+            "use 'replicate' or 'auto'."
+        )
+    fallback = None
+    if chosen in ("backward", "batched_grad") and (
+        not use_graph or (internal_batch_size is not None and batch * p > internal_batch_size)
+    ):
+        fallback = f"internal_batch_size={internal_batch_size} bounds the rows per pass"
+        chosen = "replicate"
+    try:
+        if chosen == "backward":
             factor = _grads(flat, leaves, rows[:, 0]).unsqueeze(1)
         elif chosen == "batched_grad":
-            factor = _grads(flat, leaves, rows.transpose(0, 1), is_grads_batched=True)
-            factor = factor.transpose(0, 1)
-        else:
-            output, flat = output.detach(), None  # free the first graph before recomputing
-            if chosen in _TORCH_FUNC_METHODS:
-                try:
-                    jac = _torch_func_jacobian(
-                        forward_func, inputs, additional_forward_args, chosen
-                    )
-                    factor = rows.to(jac.dtype) @ jac
-                except Exception as error:  # torch.func cannot trace every model
-                    fallback = f"{chosen} failed ({type(error).__name__}: {error})"[:300]
-                    warnings.warn(
-                        f"jacobian_method={chosen!r} failed on this model; using 'replicate'. "
-                        f"Reason: {fallback}",
-                        stacklevel=2,
-                    )
-                    chosen = "replicate"
-            if chosen in ("replicate", "backward"):
-                factor = _replicate(
-                    forward_func, inputs, additional_forward_args, rows, internal_batch_size
-                )
+            batched = _grads(flat, leaves, rows.transpose(0, 1), is_grads_batched=True)
+            factor = batched.transpose(0, 1).contiguous()
+        elif chosen in _TORCH_FUNC_METHODS:
+            with torch.enable_grad():
+                jac = _torch_func_jacobian(forward_func, inputs, additional_forward_args, chosen)
+            factor = rows.to(jac.dtype) @ jac
+    except Exception as error:  # vmap-based paths cannot trace every model
+        fallback = f"{chosen} failed ({type(error).__name__}: {error})"[:300]
+        if method != "auto":
+            warnings.warn(
+                f"jacobian_method={chosen!r} failed on this model; using 'replicate'. "
+                f"Reason: {fallback}",
+                stacklevel=2,
+            )
+        chosen = "replicate"
+    output, flat = output.detach(), None  # free the first graph
+    if chosen == "replicate":
+        with torch.enable_grad():  # callers such as NoiseTunnel run under no_grad
+            factor = _replicate(
+                forward_func, inputs, additional_forward_args, rows, internal_batch_size
+            )
     return PulledBackFactor(
-        outputs=output.detach(),
+        outputs=output,
         factor=factor.detach(),
         cotangents=rows,
         target=target_index,

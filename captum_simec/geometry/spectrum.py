@@ -73,7 +73,9 @@ def factorise(
         tolerance = torch.clamp(rtol * singular[:, 0], min=atol)
         kept = singular > tolerance.unsqueeze(1)
         inverse = torch.where(kept, 1.0 / singular.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
-        right = (work.transpose(1, 2) @ left) * inverse.unsqueeze(1)
+        # V^T = (U S^+)^T A: one (p x p)(p x n) product in the factor's own dtype
+        scaled = (left * inverse.unsqueeze(1)).to(factor.dtype)
+        right = (scaled.transpose(1, 2) @ factor).transpose(1, 2)
     else:
         _, singular, right_t = torch.linalg.svd(work, full_matrices=False)
         tolerance = torch.clamp(rtol * singular[:, 0], min=atol)

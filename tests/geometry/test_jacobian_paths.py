@@ -145,3 +145,14 @@ def test_runs_under_no_grad():
     with torch.no_grad():
         spec = pullback_spectrum(model, torch.randn(2, 6))
     assert (spec.rank == 4).all()
+
+
+def test_auto_uses_batched_grad_and_chunking_replicates():
+    model = TinyMLP(n=6, m=4).double().eval()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    auto = jacobian(model, (x,))
+    assert auto.method == "batched_grad" and auto.fallback_reason is None
+    chunked = jacobian(model, (x,), internal_batch_size=3)
+    assert chunked.method == "replicate"
+    assert "internal_batch_size=3" in chunked.fallback_reason
+    assert torch.allclose(auto.factor, chunked.factor, atol=1e-14)
