@@ -8,7 +8,7 @@ and the papers' parity mode need (small inputs only).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -173,7 +173,7 @@ def simec(
     on_rank_change: str = "continue",
     max_drift: float | None = None,
     save_every: int = 1,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     progress: bool | None = None,
     jacobian_method: str = "auto",
@@ -210,7 +210,8 @@ def simec(
             "rank_change") when the rank of the metric changes between two points.
         max_drift: stop an example once `||C (f(x) - f(x_0))||` exceeds this.
         save_every: keep every this-many points (start and end always kept).
-        seed: base seed; example `i` uses `seed + i` and walks as it would alone with it.
+        seed: base seed, example `i` using `seed + i` (and walking as it would alone with
+            it), or one seed per example.
         generator: draws the base seed when `seed` is None.
         progress: tqdm bar over steps; None shows it only when stderr is a terminal.
         jacobian_method: Jacobian path (see `captum_simec.geometry.jacobian`).

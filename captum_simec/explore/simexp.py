@@ -20,7 +20,7 @@ so that the final point lies just across the decision boundary, within `boundary
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -221,7 +221,7 @@ def simexp(
     domain: Box | tuple[Any, Any] | None = None,
     on_rank_change: str = "continue",
     save_every: int = 1,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     progress: bool | None = None,
     jacobian_method: str = "auto",

@@ -25,7 +25,7 @@ import dataclasses
 import math
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,17 +67,25 @@ def unit(vectors: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- randomness
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class ExampleRNG:
-    """One `torch.Generator` per example, seeded `base + i` for example `i`.
+    """One `torch.Generator` per example: seeded `seed + i` for example `i`, or `seed[i]`.
 
     Args:
         batch: number of examples.
-        seed: base seed (int >= 0); exclusive with `generator`.
+        seed: base seed (int >= 0), or one seed per example (a sequence of ints >= 0, e.g.
+            the same seed for all so that each example walks as it would alone with it);
+            exclusive with `generator`.
         generator: draws the base seed when `seed` is None (torch's global generator when
             both are None).
     """
 
-    def __init__(self, batch: int, seed: int | None, generator: torch.Generator | None) -> None:
+    def __init__(
+        self, batch: int, seed: int | Sequence[int] | None, generator: torch.Generator | None
+    ) -> None:
         if seed is not None and generator is not None:
             raise ValueError("Pass either `seed` or `generator`, not both.")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -86,9 +94,15 @@ class ExampleRNG:
             )
         if seed is None:
             seed = int(torch.randint(_SEED_RANGE, (1,), generator=generator).item())
-        elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"`seed` must be a non-negative int (or None), got {seed!r}.")
-        self.seeds = [seed + i for i in range(batch)]
+        seeds = [seed + i for i in range(batch)] if _is_seed(seed) else seed
+        if not isinstance(seeds, list | tuple) or len(seeds) != batch:
+            seeds = [None]
+        if not all(_is_seed(s) for s in seeds):
+            raise ValueError(
+                f"`seed` must be a non-negative int or a sequence of {batch} non-negative ints "
+                f"(one per example), got {seed!r}."
+            )
+        self.seeds = list(seeds)
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
 
     def _draw(
@@ -424,6 +438,7 @@ class _FlatOutputs:
 
     def __init__(self, forward_func: Callable[..., Any]) -> None:
         self.forward_func = forward_func
+        self.output_shape: torch.Size | None = None  # per example, of the last call
 
     def __call__(self, *args: Any) -> Tensor:
         output = self.forward_func(*args)
@@ -432,6 +447,7 @@ class _FlatOutputs:
                 "forward_func must return a tensor with the batch as dim 0, got "
                 f"{type(output).__name__}."
             )
+        self.output_shape = output.shape[1:]
         return output.reshape(output.shape[0], -1)
 
 
@@ -580,7 +596,7 @@ def run_walk(
     max_drift: float | None = None,
     drift_reason: str = "max_drift",
     save_every: int = 1,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     progress: bool | None = None,
     jacobian_method: str = "auto",
@@ -620,7 +636,7 @@ def run_walk(
     context = WalkContext(
         start_outputs=start_outputs,
         start_class=start_outputs.argmax(dim=1),
-        target=_compat.target_to_flat_indices(target, start_outputs.shape, device),
+        target=_compat.target_to_flat_indices(target, (batch, *model.forward.output_shape), device),
         metric=metric,
         step_size=step_size,
     )

@@ -190,3 +190,27 @@ def test_global_seed_reproduces_and_progress_bar_runs(capsys):
     second = simec(model, x, steps=5, step_size=0.02, progress=False)
     assert torch.equal(first.points_flat, second.points_flat) and first.seeds == second.seeds
     assert "simec/isotropic" in capsys.readouterr().err
+
+
+def test_one_seed_per_example():
+    model = tanh_mlp(n=6, m=2)
+    x = torch.randn(3, 6, dtype=torch.float64)
+    together = simec(model, x, steps=5, step_size=0.1, seed=[7, 7, 7])
+    for i in range(3):
+        alone = simec(model, x[i : i + 1], steps=5, step_size=0.1, seed=7)
+        assert torch.allclose(together.points_flat[:, i], alone.points_flat[:, 0], atol=1e-12)
+    with pytest.raises(ValueError, match="sequence of 3 non-negative ints"):
+        simec(model, x, steps=1, seed=[1, 2])
+
+
+def test_tuple_target_on_a_multidimensional_output():
+    lin = torch.nn.Linear(4, 6).double().eval()
+
+    def model(v):
+        return lin(v).reshape(-1, 2, 3)
+
+    x = torch.randn(2, 4, dtype=torch.float64)
+    walk = simec(model, x, steps=20, step_size=0.05, output_metric="target", target=(1, 2), seed=0)
+    selected = (walk.outputs[:, :, 5] - walk.outputs[0, :, 5]).abs().max()
+    assert selected < 1e-12  # the target output (1, 2) is output 5 of the flattened 6
+    assert (walk.outputs[:, :, :5] - walk.outputs[0, :, :5]).abs().max() > 1e-3
