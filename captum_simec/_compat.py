@@ -184,3 +184,22 @@ def target_to_flat_indices(
             "int, a tuple, a tensor, a list of ints or a list of tuples."
         )
     return torch.tensor(flat, dtype=torch.long, device=device)
+
+
+# ----- per-example flattening of Captum-style inputs (added for attr/ and evaluation) -----
+def flatten_features(values: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """A tensor or tuple of tensors (batch first) as (batch, n), inputs concatenated in order."""
+    parts = values if isinstance(values, tuple) else (values,)
+    return torch.cat([part.reshape(part.shape[0], -1) for part in parts], dim=1)
+
+
+def unflatten_features(flat: Tensor, like: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Splits (batch, n) into tensors with the per-example shapes of `like` (any batch size)."""
+    sizes = [x[0].numel() for x in like]
+    return tuple(
+        part.reshape(flat.shape[0], *x.shape[1:])
+        for part, x in zip(flat.split(sizes, dim=1), like, strict=True)
+    )
+
+
+__all__ += ["flatten_features", "unflatten_features"]

@@ -1,0 +1,195 @@
+"""compare_attributions and its Comparison on images, time series and tabular data."""
+
+import math
+
+import pytest
+import torch
+from captum.attr import Saliency
+from matplotlib.figure import Figure
+from torch import nn
+
+from captum_simec import evaluation
+from captum_simec.audit.compare import METRICS, Comparison, compare_attributions
+from tests.attr.helpers import mlp, small_cnn
+
+DEFAULT_METHODS = {
+    "SiMEC relevance",
+    "SiMEC leverage (1-robustness, G=I)",
+    "SiMEC flip",
+    "IntegratedGradients",
+    "Saliency",
+    "InputXGradient",
+    "GradientShap",
+}
+
+
+@pytest.fixture(scope="module")
+def image_comparison() -> tuple[nn.Module, torch.Tensor, Comparison]:
+    torch.manual_seed(0)
+    model, x = small_cnn(), torch.rand(3, 1, 8, 8)
+    result = compare_attributions(
+        model, x, n_steps_ig=8, domain=(0.0, 1.0), curve_steps=8, progress=False
+    )
+    return model, x, result
+
+
+def test_every_default_method_is_run_and_scored(image_comparison):
+    model, x, result = image_comparison
+    assert set(result.maps) == DEFAULT_METHODS
+    assert torch.equal(result.target, model(x).argmax(dim=1))
+    for name, scores in result.scores.items():
+        assert result.maps[name].shape == x.shape
+        assert result.seconds[name] > 0
+        expected = {"infidelity", "sensitivity", "random_logit", "randomisation_top"}
+        expected |= {
+            f"{m}_auc/{b}" for m in ("deletion", "insertion") for b in ("black", "uniform", "mean")
+        }
+        assert expected <= set(scores), name
+        for key, values in scores.items():
+            assert values.shape == (3,), (name, key)
+    assert result.correlation.shape == (7, 7)
+    torch.testing.assert_close(result.correlation.diagonal(), torch.ones(7, dtype=torch.float64))
+
+
+def test_saliency_and_simec_target_relevance_agree_in_every_metric(image_comparison):
+    _, _, result = image_comparison
+    ours, theirs = result.summary()["SiMEC relevance"], result.summary()["Saliency"]
+    for metric in ours:
+        if metric not in ("seconds", "sensitivity"):  # sensitivity: own noise draws per call
+            assert ours[metric] == pytest.approx(theirs[metric], abs=1e-6), metric
+
+
+def test_class_agnostic_leverage_is_flagged_and_fails_random_logit(image_comparison):
+    _, _, result = image_comparison
+    name = "SiMEC leverage (1-robustness, G=I)"
+    assert result.class_agnostic[name] and not result.class_agnostic["Saliency"]
+    torch.testing.assert_close(
+        result.scores[name]["random_logit"], torch.ones(3, dtype=torch.float64)
+    )
+    assert any("cannot pass the random-logit check" in note for note in result.notes)
+
+
+def test_records_and_markdown(image_comparison):
+    _, _, result = image_comparison
+    records = result.to_records()
+    assert [r["method"] for r in records] == result.methods
+    assert all(isinstance(r["deletion_auc/black"], float) for r in records)
+    table = result.to_markdown()
+    assert table.startswith("| method |")
+    assert "Spearman correlation between methods" in table
+    for name in result.methods:
+        assert f"| {name} |" in table
+
+
+def test_plots_of_the_comparison(image_comparison):
+    _, _, result = image_comparison
+    grid = result.plot(examples=2)
+    assert isinstance(grid, Figure)
+    assert len(grid.axes) == (1 + 7) * 2 + 1  # input row, one row per method, colour bar
+    curves = result.plot_curves("insertion", "mean")
+    assert len(curves.axes[0].lines) == 7
+    with pytest.raises(ValueError, match="No 'deletion/grey' curves"):
+        result.plot_curves("deletion", "grey")
+
+
+def test_the_comparison_is_reproducible_with_a_seed():
+    torch.manual_seed(1)
+    model, x = mlp(n=10, m=3), torch.rand(4, 10)
+    kw = dict(
+        methods={"SiMEC flip": None, "IntegratedGradients": None},
+        metrics=("sensitivity", "deletion", "sanity"),
+        baselines=("uniform",),
+        seed=3,
+        progress=False,
+    )
+    first, second = compare_attributions(model, x, **kw), compare_attributions(model, x, **kw)
+    for name in first.methods:
+        for metric, values in first.scores[name].items():
+            torch.testing.assert_close(values, second.scores[name][metric], equal_nan=True)
+    assert first.correlation is None
+
+
+def test_user_methods_are_added_dropped_and_sanity_checked():
+    torch.manual_seed(2)
+    model, x = mlp(n=10, m=3), torch.rand(4, 10)
+
+    def doubled(target_model, inputs, target):
+        return 2 * Saliency(target_model).attribute(inputs, target=target)
+
+    wrapped = nn.Sequential(model)
+    result = compare_attributions(
+        model,
+        x,
+        target=1,
+        methods={name: None for name in DEFAULT_METHODS - {"Saliency"}}
+        | {"doubled": doubled, "instance": Saliency(model), "foreign": Saliency(wrapped)},
+        metrics=("sanity", "correlation"),
+        progress=False,
+    )
+    assert result.methods == ["Saliency", "doubled", "instance", "foreign"]
+    assert torch.all(result.target == 1)
+    torch.testing.assert_close(result.maps["doubled"], 2 * result.maps["Saliency"])
+    torch.testing.assert_close(result.correlation, torch.ones(4, 4, dtype=torch.float64))
+    saliency_cascade = result.scores["Saliency"]["randomisation_all"]
+    torch.testing.assert_close(result.scores["doubled"]["randomisation_all"], saliency_cascade)
+    torch.testing.assert_close(result.scores["instance"]["randomisation_all"], saliency_cascade)
+    assert "randomisation_all" not in result.scores["foreign"]
+    assert any("foreign" in note and "skipped" in note for note in result.notes)
+    assert math.isfinite(result.summary()["foreign"]["random_logit"])
+
+
+class _SequenceModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(3, 5, batch_first=True)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+@pytest.mark.parametrize("kind", ["timeseries", "tabular"])
+def test_time_series_and_tabular_comparisons_plot(kind):
+    torch.manual_seed(0)
+    if kind == "timeseries":
+        model, x = _SequenceModel().eval(), torch.randn(2, 6, 3)
+    else:
+        model, x = mlp(n=5, m=2), torch.randn(2, 5)
+    result = compare_attributions(
+        model,
+        x,
+        methods={"SiMEC flip": None, "GradientShap": None},
+        metrics=("deletion",),
+        baselines=("mean",),
+        progress=False,
+    )
+    figure = result.plot()
+    assert len(figure.axes) == (1 + 5) * 2 + 1
+
+
+def test_compare_errors():
+    model, x = mlp(), torch.randn(2, 6)
+    with pytest.raises(ValueError, match="metrics \\['speed'\\]"):
+        compare_attributions(model, x, metrics=("speed",))
+    with pytest.raises(TypeError, match="methods\\['bad'\\]"):
+        compare_attributions(model, x, methods={"bad": 3}, metrics=(), progress=False)
+    with pytest.raises(ValueError, match="removed every method"):
+        compare_attributions(
+            model, x, methods={name: None for name in DEFAULT_METHODS}, progress=False
+        )
+    with pytest.raises(ValueError, match="\\(batch, classes\\)"):
+        compare_attributions(lambda t: t.sum(1), x, progress=False)
+    with pytest.raises(TypeError, match="one input tensor"):
+        compare_attributions(model, (x,), progress=False)
+
+
+def test_metric_names_are_documented():
+    assert METRICS == (
+        "infidelity",
+        "sensitivity",
+        "deletion",
+        "insertion",
+        "sanity",
+        "correlation",
+    )
+    assert evaluation.BASELINE_KINDS == ("black", "uniform", "mean")
