@@ -267,8 +267,8 @@ def run_demo(
 def _compare_section(report: Report, comparison: Any, echo: Callable[[str], None]) -> None:
     report.heading("SiMEC attributions next to Captum's")
     report.paragraph(
-        "Maps of every method on the same test images (each method scaled by its largest "
-        "value), and their scores: deletion AUC (lower is better), insertion AUC (higher is "
+        "Maps of every method on the same test images (each panel scaled by its largest "
+        "absolute value), and their scores: deletion AUC (lower is better), insertion AUC (higher is "
         "better), sanity correlations (lower is better)."
     )
     records = comparison.to_records()
