@@ -289,9 +289,18 @@ def load_digits(image_size: int = 28, test_fraction: float = 0.2, seed: int = 0)
 # --------------------------------------------------------------------------------------------
 
 
+def _normalise_mnist(pixels: Tensor) -> Tensor:
+    """``(x - mean) / std`` on float32 pixels in [0, 1]."""
+    return (pixels - MNIST_MEAN) / MNIST_STD
+
+
 def mnist_domain() -> tuple[float, float]:
-    """The normalised MNIST pixel range ``((0 - mean)/std, (1 - mean)/std)`` ≈ (-0.4242, 2.8215)."""
-    return ((0.0 - MNIST_MEAN) / MNIST_STD, (1.0 - MNIST_MEAN) / MNIST_STD)
+    """The normalised MNIST pixel range ``((0 - mean)/std, (1 - mean)/std)`` ≈ (-0.4242, 2.8215).
+
+    Computed in float32 like the images, so that every normalised pixel lies inside it.
+    """
+    low, high = _normalise_mnist(torch.tensor([0.0, 1.0], dtype=torch.float32)).tolist()
+    return low, high
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -334,7 +343,7 @@ def load_mnist(
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels in {folder}")
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     if normalise:
-        x = (x - MNIST_MEAN) / MNIST_STD
+        x = _normalise_mnist(x)
     return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
 
 

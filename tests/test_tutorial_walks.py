@@ -1,0 +1,71 @@
+"""Executes tutorials/walks_inside_and_across_classes.py as a script, with and without data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from captum_simec.datasets import DATA_ENV_VAR, shared_data_dir
+
+TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "walks_inside_and_across_classes.py"
+FIGURES = (
+    "toy_relu_3d.png",
+    "toy_leaky_line.png",
+    "toy_relu_dead_region.png",
+    "mnist_simec_strip.png",
+    "mnist_simexp_strip.png",
+    "mnist_simexp_traces.png",
+    "plant_class_AT_V.png",
+    "plant_class_AT_AP.png",
+    "plant_preimage_440_450.png",
+)
+
+
+def _run(out: Path, **environment: str) -> str:
+    env = {**os.environ, "CAPTUM_SIMEC_TUTORIAL_OUT": str(out), "MPLBACKEND": "Agg"}
+    env.update(environment)
+    done = subprocess.run(
+        [sys.executable, str(TUTORIAL)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=out,
+    )
+    print(done.stdout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in FIGURES:
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 1000, name
+    printed = done.stdout
+    assert "x - y + z in [2.050000000000, 2.050000000000]" in printed
+    assert "stopped by 'rank_change'" in printed
+    assert "rank [9, 9], null dimension [775, 775]" in printed
+    assert "SiMEC: class kept at every saved point: True" in printed
+    assert printed.count("(class_change)") == 2
+    assert "preimage [440, 450] MW:" in printed
+    return printed
+
+
+@pytest.mark.slow
+def test_walks_tutorial_runs_on_the_data_at_hand(tmp_path):
+    printed = _run(tmp_path)
+    root = shared_data_dir()
+    if root is not None and (root / "mnist").is_dir() and (root / "ccpp").is_dir():
+        assert "mnist: test accuracy" in printed
+        assert "ccpp: test RMSE" in printed
+
+
+@pytest.mark.slow
+def test_walks_tutorial_falls_back_without_the_data(tmp_path):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    printed = _run(out, **{DATA_ENV_VAR: str(empty)})
+    assert "digits: test accuracy" in printed
+    assert "synthetic-ccpp: test RMSE" in printed
