@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written, in order."""
 
 import re
 from pathlib import Path
@@ -15,5 +15,6 @@ def test_readme_starts_with_the_two_commands():
 def test_readme_python_blocks_run():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "the README should show a runnable example"
+    namespace: dict = {}  # the blocks build on each other, as a reader runs them
     for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
+        exec(compile(block, str(README), "exec"), namespace)
