@@ -7,6 +7,7 @@ semantics for the geometry layer, with errors that name the argument and the fix
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,12 +24,15 @@ from torch import Tensor
 __all__ = [
     "TargetType",
     "expand_additional_forward_args",
+    "feature_shapes",
+    "flatten_features",
     "format_additional_forward_args",
     "format_inputs",
     "format_output",
     "index_additional_forward_args",
     "is_tuple",
     "target_to_flat_indices",
+    "unflatten_features",
 ]
 
 TargetType = int | tuple[int, ...] | Tensor | Sequence[int] | Sequence[tuple[int, ...]] | None
@@ -186,20 +190,26 @@ def target_to_flat_indices(
     return torch.tensor(flat, dtype=torch.long, device=device)
 
 
-# ----- per-example flattening of Captum-style inputs (added for attr/ and evaluation) -----
 def flatten_features(values: Tensor | tuple[Tensor, ...]) -> Tensor:
-    """A tensor or tuple of tensors (batch first) as (batch, n), inputs concatenated in order."""
+    """A tensor or tuple of tensors (batch first) as a new (batch, n) tensor, inputs in order.
+
+    A 1-D tensor counts as one feature per example; the result never shares memory with
+    `values`.
+    """
     parts = values if isinstance(values, tuple) else (values,)
-    return torch.cat([part.reshape(part.shape[0], -1) for part in parts], dim=1)
+    return torch.cat([part.reshape(part.shape[0], math.prod(part.shape[1:])) for part in parts], 1)
 
 
-def unflatten_features(flat: Tensor, like: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """Splits (batch, n) into tensors with the per-example shapes of `like` (any batch size)."""
-    sizes = [x[0].numel() for x in like]
+def unflatten_features(flat: Tensor, shapes: Sequence[torch.Size]) -> tuple[Tensor, ...]:
+    """Splits (..., n) into one tensor per per-example shape in `shapes`, leading dims kept."""
+    sizes = [math.prod(shape) for shape in shapes]
+    lead = flat.shape[:-1]
     return tuple(
-        part.reshape(flat.shape[0], *x.shape[1:])
-        for part, x in zip(flat.split(sizes, dim=1), like, strict=True)
+        part.reshape(*lead, *shape)
+        for part, shape in zip(flat.split(sizes, dim=-1), shapes, strict=True)
     )
 
 
-__all__ += ["flatten_features", "unflatten_features"]
+def feature_shapes(inputs: tuple[Tensor, ...]) -> tuple[torch.Size, ...]:
+    """The per-example shape of each input (batch first)."""
+    return tuple(x.shape[1:] for x in inputs)

@@ -19,7 +19,6 @@ The full run takes a few minutes on two CPU cores, ``quick=True`` well under one
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from captum_simec._runtime import show_progress, torch_threads
 from captum_simec.audit.compare import compare_attributions
 from captum_simec.audit.robustness import AuditResult, RobustnessAudit
 from captum_simec.explore import simec, simexp
@@ -108,16 +107,6 @@ class DemoResult:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
-@contextmanager
-def _threads(count: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class _Stages:
     """Prints numbered stage headings and records the wall time of each stage."""
 
@@ -162,14 +151,14 @@ def run_demo(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
     settings = DemoSettings.quick() if quick else DemoSettings.full()
-    show = sys.stderr.isatty() if progress is None else progress
+    show = show_progress(progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(5, echo)
     report = Report("captum-simec demo: the paper's CNN on scikit-learn digits")
     numbers: dict[str, Any] = {}
     start = time.perf_counter()
-    with _threads(threads):
+    with torch_threads(threads):
         with stages.stage("train", f"training the paper's CNN ({settings.epochs} epochs)"):
             model, split = fit_digits_cnn(seed=seed, epochs=settings.epochs, progress=show)
             numbers["accuracy"] = accuracy(model, split.x_test, split.y_test)
@@ -268,8 +257,8 @@ def _compare_section(report: Report, comparison: Any, echo: Callable[[str], None
     report.heading("SiMEC attributions next to Captum's")
     report.paragraph(
         "Maps of every method on the same test images (each panel scaled by its largest "
-        "absolute value), and their scores: deletion AUC (lower is better), insertion AUC (higher is "
-        "better), sanity correlations (lower is better)."
+        "absolute value), and their scores: deletion AUC (lower is better), insertion AUC "
+        "(higher is better), sanity correlations (lower is better)."
     )
     records = comparison.to_records()
     report.table(records)

@@ -277,10 +277,11 @@ def perturbation_curve(
         points = torch.stack([torch.where(rank_of < c, end, start) for c in counts], dim=1)
         points = points.reshape(batch * (steps + 1), n)
         example = torch.arange(batch, device=x.device).repeat_interleave(steps + 1)
+        shapes = _compat.feature_shapes(parts)
         scores = []
         for first in range(0, points.shape[0], batch_size):
             index = example[first : first + batch_size]
-            chunk = _compat.unflatten_features(points[first : first + batch_size], parts)
+            chunk = _compat.unflatten_features(points[first : first + batch_size], shapes)
             outputs = forward_func(
                 *chunk, *_compat.index_additional_forward_args(args, index, batch)
             )

@@ -13,7 +13,6 @@ touching the global random state; the trainers return the model in ``eval()`` mo
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._runtime import show_progress, torch_threads
 from .datasets import Split, load_digits
 
 __all__ = [
@@ -371,18 +371,18 @@ class ResNet18Like(_Classifier):
 
 
 class _SequenceClassifier(_Classifier):
-    """Shared logic of :class:`SequenceGRU` and :class:`SequenceLSTM`."""
+    """Shared logic and constructor of :class:`SequenceGRU` and :class:`SequenceLSTM`."""
 
     _rnn_type: type[nn.RNNBase]
 
     def __init__(
         self,
         input_size: int,
-        hidden_size: int,
-        num_classes: int,
-        num_layers: int,
-        head: str,
-        seed: int | None,
+        hidden_size: int = 32,
+        num_classes: int = 3,
+        num_layers: int = 1,
+        head: str = "logits",
+        seed: int | None = None,
     ) -> None:
         super().__init__(head)
         with _seeded(seed):
@@ -434,17 +434,6 @@ class SequenceGRU(_SequenceClassifier):
 
     _rnn_type = nn.GRU
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int = 32,
-        num_classes: int = 3,
-        num_layers: int = 1,
-        head: str = "logits",
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(input_size, hidden_size, num_classes, num_layers, head, seed)
-
     def _initial_state(self, x: Tensor) -> Tensor:
         return x.new_zeros(self._state_shape(x))
 
@@ -473,17 +462,6 @@ class SequenceLSTM(_SequenceClassifier):
     """
 
     _rnn_type = nn.LSTM
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int = 32,
-        num_classes: int = 3,
-        num_layers: int = 1,
-        head: str = "logits",
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(input_size, hidden_size, num_classes, num_layers, head, seed)
 
     def _initial_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
         shape = self._state_shape(x)
@@ -538,25 +516,6 @@ class PowerPlantResidualLSTM(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (``None``: leave it)."""
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        if num_threads is not None:
-            torch.set_num_threads(previous)
-
-
-def _show_progress(progress: bool | None) -> bool:
-    if progress is None:
-        return bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return bool(progress)
-
-
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else fallback
@@ -597,9 +556,9 @@ def _run_epochs(
     device = _model_device(model, x.device)
     generator = torch.Generator().manual_seed(seed)
     n = x.shape[0]
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         model.train()
-        bar = tqdm(range(epochs), desc=desc, disable=not _show_progress(progress), leave=False)
+        bar = tqdm(range(epochs), desc=desc, disable=not show_progress(progress), leave=False)
         for _ in bar:
             order = torch.randperm(n, generator=generator)
             total, seen = 0.0, 0

@@ -47,6 +47,13 @@ def _closed_form(model: nn.Linear, x: torch.Tensor, dual: float) -> torch.Tensor
     return best
 
 
+def _assert_finds_exact(res: AttackResult, exact: torch.Tensor) -> None:
+    """Every example flipped, at the exact radius up to the bisection tolerance."""
+    assert res.flipped.all()
+    assert (res.epsilon >= exact - SLACK).all()
+    assert (res.epsilon <= exact + TOL + SLACK).all()
+
+
 @pytest.fixture
 def binary() -> tuple[nn.Linear, torch.Tensor]:
     model = _linear(6, 2, seed=1)
@@ -69,9 +76,7 @@ def test_pgd_matches_closed_form_on_binary_linear(binary, norm, dual):
     # The margins differ between examples, so a single per-batch value could not pass.
     assert exact.max() - exact.min() > 100 * TOL
     res = min_pgd_epsilon(model, x, norm=norm, eps_max=10.0, tol=TOL)
-    assert res.flipped.all()
-    assert (res.epsilon >= exact - SLACK).all()
-    assert (res.epsilon <= exact + TOL + SLACK).all()
+    _assert_finds_exact(res, exact)
     measured = res.perturbation_l2 if norm == "L2" else res.perturbation_linf
     assert torch.allclose(measured, res.epsilon, atol=SLACK)
 
@@ -81,9 +86,7 @@ def test_fgsm_matches_closed_form_on_binary_linear(binary, norm, dual):
     model, x = binary
     exact = _closed_form(model, x, dual)
     res = min_fgsm_epsilon(model, x, norm=norm, eps_max=10.0, tol=TOL)
-    assert res.flipped.all()
-    assert (res.epsilon >= exact - SLACK).all()
-    assert (res.epsilon <= exact + TOL + SLACK).all()
+    _assert_finds_exact(res, exact)
 
 
 @pytest.mark.parametrize("norm, dual", [("L2", 2.0), ("Linf", 1.0)])
@@ -126,9 +129,7 @@ def test_targeted_loss_exact_on_three_class_linear(norm, dual, fn):
     x = torch.randn(12, 5, generator=torch.Generator().manual_seed(6))
     exact = _closed_form(model, x, dual)
     res = fn(model, x, norm=norm, eps_max=5.0, tol=TOL, loss="targeted")
-    assert res.flipped.all()
-    assert (res.epsilon >= exact - SLACK).all()
-    assert (res.epsilon <= exact + TOL + SLACK).all()
+    _assert_finds_exact(res, exact)
     measured = res.perturbation_l2 if norm == "L2" else res.perturbation_linf
     assert (measured <= res.epsilon + SLACK).all()
 

@@ -23,15 +23,6 @@ from captum_simec.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are small: one thread is as fast and far faster on a shared machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def per_example_jacobian(model, x):
     """Jacobian of each example's output w.r.t. its input with torch.func: (B, m, *in)."""
 

@@ -15,10 +15,8 @@ from captum_simec.attr.simec_attribution import (
     BaselinesType,
     InputsType,
     MetricSpec,
-    check_no_convergence_delta,
-    check_options,
-    check_score,
-    format_baselines,
+    SiMECMethod,
+    check_request,
     spectrum_scores,
 )
 from captum_simec.geometry import layer_representation
@@ -26,7 +24,7 @@ from captum_simec.geometry import layer_representation
 __all__ = ["LayerSiMECAttribution"]
 
 
-class LayerSiMECAttribution(LayerAttribution, GradientAttribution):
+class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
     r"""SiMEC relevance and robustness of a layer's neurons.
 
     The model factors through the layer as `f(x) = F(h(x))`; the output metric `G` is pulled
@@ -41,6 +39,9 @@ class LayerSiMECAttribution(LayerAttribution, GradientAttribution):
     layer's activation difference, as LayerIntegratedGradients' global attribution. The walk
     scores (flip, class_extent) move inputs, not activations, and are not offered here.
     """
+
+    _DISTANCE = "|h(x) - h(baseline)|"
+    _CONSTRUCTOR = "LayerSiMECAttribution(model, layer, multiply_by_inputs=True)"
 
     def __init__(
         self,
@@ -71,15 +72,6 @@ class LayerSiMECAttribution(LayerAttribution, GradientAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
         self._multiply_by_inputs = bool(multiply_by_inputs)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        """Whether the scores are multiplied by `|h(x) - h(baseline)|`."""
-        return self._multiply_by_inputs
-
-    def has_convergence_delta(self) -> bool:
-        """False: the scores carry no completeness property, hence no convergence delta."""
-        return False
 
     @log_usage()
     def attribute(
@@ -116,13 +108,9 @@ class LayerSiMECAttribution(LayerAttribution, GradientAttribution):
         Returns:
             A tensor of the layer's output (or input) shape.
         """
-        check_score(score, GEOMETRIC_SCORES)
-        check_no_convergence_delta(return_convergence_delta)
+        check_request(score, GEOMETRIC_SCORES, return_convergence_delta, options)
         formatted = _compat.format_inputs(inputs)
-        check_options(score, options)
-        multiplier = self._layer_multiplier(
-            formatted, baselines, additional_forward_args, attribute_to_layer_input
-        )
+        references = self._baselines(baselines, formatted)
         flat, spectrum = spectrum_scores(
             self.forward_func,
             formatted,
@@ -136,35 +124,14 @@ class LayerSiMECAttribution(LayerAttribution, GradientAttribution):
             attribute_to_layer_input=attribute_to_layer_input,
             geometry_options=options,
         )
-        if multiplier is not None:
-            flat = flat * multiplier.reshape(flat.shape).to(flat.dtype)
-        return spectrum.unflatten(flat)
+        if references is not None:
+            args = _compat.format_additional_forward_args(additional_forward_args)
 
-    def _layer_multiplier(
-        self,
-        inputs: tuple[Tensor, ...],
-        baselines: BaselinesType,
-        additional_forward_args: Any,
-        attribute_to_layer_input: bool,
-    ) -> Tensor | None:
-        if not self.multiplies_by_inputs:
-            if baselines is not None:
-                raise ValueError(
-                    "`baselines` are used only to multiply by |h(x) - h(baseline)|; this "
-                    "instance has multiply_by_inputs=False. Create LayerSiMECAttribution(model, "
-                    "layer, multiply_by_inputs=True) or drop `baselines`."
+            def represent(points: tuple[Tensor, ...]) -> Tensor:
+                return layer_representation(
+                    self.forward_func, self.layer, points, args, attribute_to_layer_input
                 )
-            return None
-        references = format_baselines(baselines, inputs)
-        args = _compat.format_additional_forward_args(additional_forward_args)
 
-        def represent(points: tuple[Tensor, ...]) -> Tensor:
-            return layer_representation(
-                self.forward_func, self.layer, points, args, attribute_to_layer_input
-            )
-
-        return (represent(inputs) - represent(references)).abs()
-
-    def attribute_future(self) -> None:
-        """Not implemented: SiMEC attributions are computed synchronously."""
-        raise NotImplementedError("attribute_future is not implemented for LayerSiMECAttribution.")
+            distances = (represent(formatted) - represent(references)).abs()
+            flat = flat * distances.reshape(flat.shape).to(flat.dtype)
+        return spectrum.unflatten(flat)

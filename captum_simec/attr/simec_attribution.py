@@ -72,26 +72,6 @@ def default_output_metric(output_metric: MetricSpec | None, target: Any) -> Metr
     return "euclidean" if target is None else "target"
 
 
-def check_score(score: str, allowed: tuple[str, ...] = SCORES) -> None:
-    """Raises a ValueError naming the choices unless `score` is one of `allowed`."""
-    if score not in allowed:
-        raise ValueError(f"score={score!r} is not supported here; choose one of {allowed}.")
-
-
-def check_no_convergence_delta(return_convergence_delta: bool) -> None:
-    """Refuses `return_convergence_delta=True`: these scores have no completeness property.
-
-    Captum's methods without a delta (Saliency, InputXGradient) do not accept the argument at
-    all; this one accepts it so that code written for IG runs, and fails clearly when asked.
-    """
-    if return_convergence_delta:
-        raise ValueError(
-            "return_convergence_delta=True: SiMEC scores have no convergence delta "
-            "(has_convergence_delta() is False; they do not sum to an output difference). "
-            "Call attribute(..., return_convergence_delta=False)."
-        )
-
-
 def format_baselines(
     baselines: BaselinesType, inputs: tuple[Tensor, ...], name: str = "baselines"
 ) -> tuple[Tensor, ...]:
@@ -205,7 +185,71 @@ def check_options(score: str, options: dict[str, Any]) -> None:
             )
 
 
-class SiMECAttribution(GradientAttribution):
+def check_request(
+    score: str, allowed: tuple[str, ...], return_convergence_delta: bool, options: dict[str, Any]
+) -> None:
+    """Refuses a score not in `allowed`, a convergence delta, and options `score` does not take.
+
+    The scores have no completeness property, hence no convergence delta. Captum's methods
+    without one (Saliency, InputXGradient) do not accept the argument at all; these accept it
+    so that code written for IG runs, and fail clearly when asked.
+    """
+    if score not in allowed:
+        raise ValueError(f"score={score!r} is not supported here; choose one of {allowed}.")
+    if return_convergence_delta:
+        raise ValueError(
+            "return_convergence_delta=True: SiMEC scores have no convergence delta "
+            "(has_convergence_delta() is False; they do not sum to an output difference). "
+            "Call attribute(..., return_convergence_delta=False)."
+        )
+    check_options(score, options)
+
+
+class SiMECMethod:
+    """What the input and the layer SiMEC attributions share beyond Captum's base classes.
+
+    No convergence delta, no `attribute_future`, and `multiply_by_inputs`: the scores times
+    the distance `_DISTANCE` to a baseline; baselines are refused where they are not used.
+    """
+
+    #: the distance to the baseline that `multiply_by_inputs` multiplies the scores by.
+    _DISTANCE = "|x - baseline|"
+    #: how to create an instance that multiplies by inputs (for the error message).
+    _CONSTRUCTOR = "SiMECAttribution(model, multiply_by_inputs=True)"
+    _multiply_by_inputs: bool
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        """Whether the scores are multiplied by their distance to the baseline."""
+        return self._multiply_by_inputs
+
+    def has_convergence_delta(self) -> bool:
+        """False: the scores carry no completeness property, hence no convergence delta."""
+        return False
+
+    def attribute_future(self) -> None:
+        """Not implemented: SiMEC attributions are computed synchronously."""
+        raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__}.")
+
+    def _baselines(
+        self, baselines: BaselinesType, inputs: tuple[Tensor, ...]
+    ) -> tuple[Tensor, ...] | None:
+        """Full baselines when the scores are multiplied by inputs, else None.
+
+        Raises:
+            ValueError: `baselines` given to an instance that does not multiply by inputs.
+        """
+        if self.multiplies_by_inputs:
+            return format_baselines(baselines, inputs)
+        if baselines is not None:
+            raise ValueError(
+                f"`baselines` are used only to multiply by {self._DISTANCE}; this instance "
+                f"has multiply_by_inputs=False. Create {self._CONSTRUCTOR} or drop `baselines`."
+            )
+        return None
+
+
+class SiMECAttribution(SiMECMethod, GradientAttribution):
     r"""Per-feature scores of the singular Riemannian pullback metric (Benfenati & Marta).
 
     For an example `x` with Jacobian `J = df/dx` and an output metric `G = C^T C`, the pullback
@@ -272,15 +316,6 @@ class SiMECAttribution(GradientAttribution):
         GradientAttribution.__init__(self, forward_func)
         self._multiply_by_inputs = bool(multiply_by_inputs)
 
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        """Whether the scores are multiplied by `|x - baseline|`."""
-        return self._multiply_by_inputs
-
-    def has_convergence_delta(self) -> bool:
-        """False: the scores carry no completeness property, hence no convergence delta."""
-        return False
-
     @log_usage()
     def attribute(
         self,
@@ -323,12 +358,10 @@ class SiMECAttribution(GradientAttribution):
             A tensor (tensor inputs) or a tuple of tensors (tuple inputs), each of its
             input's shape.
         """
-        check_score(score)
-        check_no_convergence_delta(return_convergence_delta)
+        check_request(score, SCORES, return_convergence_delta, options)
         is_tuple = _compat.is_tuple(inputs)
         formatted = _compat.format_inputs(inputs)
-        multiplier = self._input_multiplier(formatted, baselines)
-        check_options(score, options)
+        references = self._baselines(baselines, formatted)
         if score in GEOMETRIC_SCORES:
             flat, _ = spectrum_scores(
                 self.forward_func,
@@ -352,28 +385,11 @@ class SiMECAttribution(GradientAttribution):
                 signed=signed,
                 options=options,
             )
-        if multiplier is not None:
-            flat = flat * multiplier.to(flat.dtype)
-        return _compat.format_output(is_tuple, _compat.unflatten_features(flat, formatted))
-
-    def _input_multiplier(
-        self, inputs: tuple[Tensor, ...], baselines: BaselinesType
-    ) -> Tensor | None:
-        if not self.multiplies_by_inputs:
-            if baselines is not None:
-                raise ValueError(
-                    "`baselines` are used only to multiply by |x - baseline|; this instance "
-                    "has multiply_by_inputs=False. Create SiMECAttribution(model, "
-                    "multiply_by_inputs=True) or drop `baselines`."
-                )
-            return None
-        references = format_baselines(baselines, inputs)
-        distances = tuple((x - b).abs() for x, b in zip(inputs, references, strict=True))
-        return _compat.flatten_features(distances)
-
-    def attribute_future(self) -> None:
-        """Not implemented: SiMEC attributions are computed synchronously."""
-        raise NotImplementedError("attribute_future is not implemented for SiMECAttribution.")
+        if references is not None:
+            distances = _compat.flatten_features(formatted) - _compat.flatten_features(references)
+            flat = flat * distances.abs().to(flat.dtype)
+        shaped = _compat.unflatten_features(flat, _compat.feature_shapes(formatted))
+        return _compat.format_output(is_tuple, shaped)
 
 
 class _BinaryLogit:
@@ -575,7 +591,8 @@ def explain(
     )
 
     def structured(flat: Tensor) -> InputsType:
-        return _compat.format_output(is_tuple, _compat.unflatten_features(flat, formatted))
+        shaped = _compat.unflatten_features(flat, _compat.feature_shapes(formatted))
+        return _compat.format_output(is_tuple, shaped)
 
     outputs = spectrum.outputs
     return Explanation(

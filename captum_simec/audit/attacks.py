@@ -34,8 +34,8 @@ steps (fast gradient method and L2 PGD) are computed here, for the reasons above
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +43,10 @@ from typing import Any
 import torch
 from captum.robust import FGSM
 from torch import Tensor
+
+from captum_simec import _compat
+from captum_simec._runtime import show_progress
+from captum_simec.geometry.jacobian import check_eval_mode
 
 __all__ = ["AttackResult", "deepfool", "min_fgsm_epsilon", "min_pgd_epsilon"]
 
@@ -119,16 +123,6 @@ class AttackResult:
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_model(model: Callable[..., Tensor]) -> None:
-    if not callable(model):
-        raise ValueError("model must be callable (a torch.nn.Module or a function).")
-    if getattr(model, "training", False):
-        raise ValueError(
-            "model is in training mode (dropout / batch-norm make the predicted class random); "
-            "call model.eval() before running an attack."
-        )
-
-
 def _check_inputs(inputs: Tensor) -> Tensor:
     if not isinstance(inputs, Tensor):
         raise ValueError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}.")
@@ -168,29 +162,9 @@ def _check_int(value: int, name: str, minimum: int) -> int:
     return value
 
 
-def _format_args(additional_forward_args: Any) -> tuple[Any, ...]:
-    if additional_forward_args is None:
-        return ()
-    if isinstance(additional_forward_args, tuple):
-        return additional_forward_args
-    return (additional_forward_args,)
-
-
-def _take_args(args: tuple[Any, ...], index: Tensor, batch: int) -> tuple[Any, ...]:
-    """Select examples ``index`` from every tensor argument whose dim 0 is the batch."""
-    return tuple(
-        a[index] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == batch else a
-        for a in args
-    )
-
-
-def _forward(model: Callable[..., Tensor], x: Tensor, args: tuple[Any, ...]) -> Tensor:
-    return model(x, *args)
-
-
 def _clean_logits(model: Callable[..., Tensor], x0: Tensor, args: tuple[Any, ...]) -> Tensor:
     with torch.no_grad():
-        logits = _forward(model, x0, args)
+        logits = model(x0, *args)
     if not isinstance(logits, Tensor):
         raise ValueError(
             f"model must return a tensor of logits, got {type(logits).__name__}; wrap the "
@@ -285,12 +259,6 @@ def _take_bound(bound: Tensor | None, index: Tensor, x0: Tensor) -> Tensor | Non
     return bound
 
 
-def _use_progress(progress: bool | None) -> bool:
-    if progress is None:
-        return bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return bool(progress)
-
-
 def _view(v: Tensor, like: Tensor) -> Tensor:
     """Reshape a ``(n,)`` per-example vector to broadcast over ``like`` of shape (n, ...)."""
     return v.view(-1, *([1] * (like.dim() - 1)))
@@ -344,17 +312,14 @@ def _check_loss(loss: str) -> str:
     return loss.lower()
 
 
-def _flat(t: Tensor) -> Tensor:
-    """``(n, ...)`` to ``(n, features)``; 1-D inputs count as one feature per example."""
-    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
+def l2_norm(t: Tensor) -> Tensor:
+    """Per-example L2 norm of a batch-first tensor (batch,)."""
+    return _compat.flatten_features(t).norm(p=2, dim=1)
 
 
-def _l2_norm(t: Tensor) -> Tensor:
-    return _flat(t).norm(p=2, dim=1)
-
-
-def _linf_norm(t: Tensor) -> Tensor:
-    flat = _flat(t)
+def linf_norm(t: Tensor) -> Tensor:
+    """Per-example L-inf norm of a batch-first tensor (batch,); 0 without features."""
+    flat = _compat.flatten_features(t)
     return flat.abs().amax(dim=1) if flat.shape[1] > 0 else t.new_zeros(t.shape[0])
 
 
@@ -388,9 +353,9 @@ def _ascent_direction(
         direction = torch.sign(stepped.detach() - x)
     else:
         with torch.enable_grad():
-            loss = loss_func(_forward(model, xg, args), labels)
+            loss = loss_func(model(xg, *args), labels)
             (grad,) = torch.autograd.grad(loss.sum(), xg)
-        length = _view(_l2_norm(grad), grad)
+        length = _view(l2_norm(grad), grad)
         direction = torch.where(length > 0, grad / length.clamp_min(1e-30), torch.zeros_like(grad))
     return direction.detach(), stash["logits"]
 
@@ -400,7 +365,7 @@ def _project(delta: Tensor, radius: Tensor, norm: str) -> Tensor:
     r = _view(radius, delta)
     if norm == "Linf":
         return torch.maximum(torch.minimum(delta, r), -r)
-    length = _view(_l2_norm(delta), delta)
+    length = _view(l2_norm(delta), delta)
     scale = torch.where(length > r, r / length.clamp_min(1e-30), torch.ones_like(length))
     return delta * scale
 
@@ -412,7 +377,7 @@ def _random_start(x0: Tensor, radius: Tensor, norm: str, generator: torch.Genera
         u = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         return (2 * u - 1) * r
     g = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    unit = g / _view(_l2_norm(g), g).clamp_min(1e-30)
+    unit = g / _view(l2_norm(g), g).clamp_min(1e-30)
     dim = x0[0].numel()
     u = torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype)
     return unit * _view(u ** (1.0 / dim), x0) * r
@@ -465,7 +430,7 @@ def _pgd(
             direction = direction * _view((~done).to(x.dtype), x)
         x = _clip(x0 + _project(x + alpha * direction - x0, radius, norm), lower, upper)
     with torch.no_grad():
-        final = _forward(model, x, args).argmax(dim=1)
+        final = model(x, *args).argmax(dim=1)
     pred = torch.where(done, pred, final)
     return x, pred
 
@@ -473,19 +438,56 @@ def _pgd(
 # ----------------------------------------------------------------------------- bisection
 
 
+@dataclass
+class _Rows:
+    """What an attack runs on: the examples, or (example, target class) pairs, with their data.
+
+    Attributes:
+        example: index into the batch of each row (R,).
+        x0: clean inputs (R, ...).
+        labels: classes to move away from (R,).
+        clean_pred: predictions on ``x0`` (R,).
+        targets: the class each row ascends towards (R,), or None (untargeted).
+        args: additional forward arguments; tensors with a batch dimension follow the rows.
+        lower: domain lower bound, per row where it was given per example, or None.
+        upper: domain upper bound, same forms as ``lower``.
+    """
+
+    example: Tensor
+    x0: Tensor
+    labels: Tensor
+    clean_pred: Tensor
+    targets: Tensor | None
+    args: tuple[Any, ...]
+    lower: Tensor | None
+    upper: Tensor | None
+
+    def take(self, index: Tensor) -> _Rows:
+        """The rows ``index`` (a long tensor into these rows)."""
+        return _Rows(
+            example=self.example[index],
+            x0=self.x0[index],
+            labels=self.labels[index],
+            clean_pred=self.clean_pred[index],
+            targets=None if self.targets is None else self.targets[index],
+            args=_compat.index_additional_forward_args(self.args, index, self.x0.shape[0]),
+            lower=_take_bound(self.lower, index, self.x0),
+            upper=_take_bound(self.upper, index, self.x0),
+        )
+
+
 def _finish(
     model: Callable[..., Tensor],
-    x0: Tensor,
+    batch: _Rows,
     adversarial: Tensor,
     epsilon: Tensor,
-    labels: Tensor,
-    args: tuple[Any, ...],
     norm: str,
     attack: str,
 ) -> AttackResult:
     """Verify the adversarials with one full-batch forward pass and assemble the result."""
+    x0, labels = batch.x0, batch.labels
     with torch.no_grad():
-        pred = _forward(model, adversarial, args).argmax(dim=1)
+        pred = model(adversarial, *batch.args).argmax(dim=1)
     flipped = torch.isfinite(epsilon) & (pred != labels)
     # A flip found inside a sub-batch that does not survive the full-batch forward pass (only
     # possible within float round-off of the decision boundary) is reported as no flip.
@@ -497,8 +499,8 @@ def _finish(
         flipped=flipped,
         adversarial=adversarial.detach(),
         new_class=torch.where(flipped, pred, torch.full_like(pred, -1)),
-        perturbation_l2=_l2_norm(delta).detach(),
-        perturbation_linf=_linf_norm(delta).detach(),
+        perturbation_l2=l2_norm(delta).detach(),
+        perturbation_linf=linf_norm(delta).detach(),
         label=labels,
         norm=norm,
         attack=attack,
@@ -507,9 +509,7 @@ def _finish(
 
 def _bisect(
     attack: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
-    x0: Tensor,
-    labels: Tensor,
-    clean_pred: Tensor,
+    rows: _Rows,
     *,
     eps_max: float,
     tol: float,
@@ -517,28 +517,26 @@ def _bisect(
     progress: bool | None,
     desc: str,
 ) -> tuple[Tensor, Tensor]:
-    """Per-example bisection of the flip radius in ``(0, eps_max]``.
+    """Per-row bisection of the flip radius in ``(0, eps_max]``.
 
     Args:
-        attack: ``attack(index, radius) -> (x_adv, pred)`` for the examples ``index`` (a long
-            tensor into the batch), each with its own radius.
-        x0: clean inputs ``(B, ...)``.
-        labels: ``(B,)`` classes to move away from.
-        clean_pred: ``(B,)`` predictions on ``x0``.
+        attack: ``attack(index, radius) -> (x_adv, pred)`` for the rows ``index`` (a long
+            tensor into ``rows``), each with its own radius.
+        rows: the rows to find a radius for.
         eps_max: upper end of the search interval.
-        tol: stop an example once its interval is no wider than this.
+        tol: stop a row once its interval is no wider than this.
         max_halvings: at most this many bisection rounds.
         progress: tqdm bar over rounds (None: only when stderr is a TTY).
         desc: bar description.
 
     Returns:
-        ``(epsilon, adversarial)``: ``(B,)`` radii (``inf`` where ``eps_max`` does not flip,
+        ``(epsilon, adversarial)``: ``(R,)`` radii (``inf`` where ``eps_max`` does not flip,
         ``0`` where the clean input is already misclassified) and the flipping inputs found.
     """
-    batch = x0.shape[0]
-    epsilon = torch.full((batch,), float("inf"), dtype=x0.dtype, device=x0.device)
+    x0, labels = rows.x0, rows.labels
+    epsilon = torch.full((x0.shape[0],), float("inf"), dtype=x0.dtype, device=x0.device)
     adversarial = x0.clone()
-    already = clean_pred != labels
+    already = rows.clean_pred != labels
     epsilon[already] = 0.0
 
     index = (~already).nonzero().squeeze(1)
@@ -552,7 +550,7 @@ def _bisect(
 
     rounds = min(max_halvings, max(0, math.ceil(math.log2(eps_max / tol))))
     bar = None
-    if _use_progress(progress) and index.numel() > 0 and rounds > 0:
+    if show_progress(progress) and index.numel() > 0 and rounds > 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=rounds, desc=desc, unit="round", leave=False)
@@ -585,92 +583,128 @@ def _prepare(
     lower_bound: float | Tensor | None,
     upper_bound: float | Tensor | None,
     additional_forward_args: Any,
-) -> tuple[Tensor, Tensor, Tensor, str, Tensor | None, Tensor | None, tuple[Any, ...]]:
-    _check_model(model)
+) -> tuple[_Rows, Tensor, str]:
+    """The validated batch (one row per example), its clean logits and the norm's name."""
+    if not callable(model):
+        raise ValueError("model must be callable (a torch.nn.Module or a function).")
+    check_eval_mode(model, strict=True)
     x0 = _check_inputs(inputs)
     norm = _check_norm(norm)
-    args = _format_args(additional_forward_args)
+    args = _compat.format_additional_forward_args(additional_forward_args) or ()
     lower = _check_bound(lower_bound, x0, "lower_bound")
     upper = _check_bound(upper_bound, x0, "upper_bound")
     _check_box(x0, lower, upper)
     logits = _clean_logits(model, x0, args)
-    labels_t = _check_labels(labels, logits)
-    return x0, labels_t, logits, norm, lower, upper, args
+    batch = _Rows(
+        example=torch.arange(x0.shape[0], device=x0.device),
+        x0=x0,
+        labels=_check_labels(labels, logits),
+        clean_pred=logits.argmax(dim=1),
+        targets=None,
+        args=args,
+        lower=lower,
+        upper=upper,
+    )
+    return batch, logits, norm
 
 
 @dataclass
-class _Rows:
-    """The rows one bisection runs on: the examples, or (example, target class) pairs."""
+class _Search:
+    """A validated per-example search for the smallest radius at which an attack flips.
 
-    example: Tensor  # (R,) index into the batch
-    x0: Tensor
-    labels: Tensor
-    clean_pred: Tensor
-    targets: Tensor | None
-    args: tuple[Any, ...]
-    lower: Tensor | None
-    upper: Tensor | None
+    Attributes:
+        batch: the clean batch, one row per example.
+        rows: the rows the bisection runs on: the examples, or (example, other class) pairs
+            for the targeted loss.
+        norm: ``"L2"`` or ``"Linf"``.
+        loss: ``"ce"``, ``"margin"`` or ``"targeted"``.
+        eps_max: upper end of the search interval.
+        tol: width of the final bisection interval.
+        max_halvings: most bisection rounds.
+    """
 
+    batch: _Rows
+    rows: _Rows
+    norm: str
+    loss: str
+    eps_max: float
+    tol: float
+    max_halvings: int
 
-def _rows(
-    x0: Tensor,
-    labels: Tensor,
-    logits: Tensor,
-    args: tuple[Any, ...],
-    lower: Tensor | None,
-    upper: Tensor | None,
-    loss: str,
-) -> _Rows:
-    batch, classes = logits.shape
-    if loss == "targeted":
-        pairs = torch.ones(batch, classes, dtype=torch.bool, device=x0.device)
-        pairs[torch.arange(batch, device=x0.device), labels] = False
-        example, targets = pairs.nonzero(as_tuple=True)
-    else:
-        example, targets = torch.arange(batch, device=x0.device), None
-    return _Rows(
-        example=example,
-        x0=x0[example],
-        labels=labels[example],
-        clean_pred=logits.argmax(dim=1)[example],
-        targets=targets,
-        args=_take_args(args, example, batch),
-        lower=_take_bound(lower, example, x0),
-        upper=_take_bound(upper, example, x0),
-    )
+    @classmethod
+    def prepare(
+        cls,
+        model: Callable[..., Tensor],
+        inputs: Tensor,
+        labels: Tensor | Sequence[int] | None,
+        *,
+        norm: str,
+        eps_max: float,
+        lower_bound: float | Tensor | None,
+        upper_bound: float | Tensor | None,
+        tol: float,
+        max_halvings: int,
+        loss: str,
+        additional_forward_args: Any,
+    ) -> _Search:
+        """Validates what the bisection attacks share and lays out the rows."""
+        batch, logits, norm = _prepare(
+            model, inputs, labels, norm, lower_bound, upper_bound, additional_forward_args
+        )
+        eps_max = _check_positive(eps_max, "eps_max", "pass the largest radius worth trying")
+        tol = _check_positive(tol, "tol", "pass e.g. tol=1e-3")
+        max_halvings = _check_int(max_halvings, "max_halvings", 1)
+        loss = _check_loss(loss)
+        rows = batch
+        if loss == "targeted":
+            size, classes = logits.shape
+            pairs = torch.ones(size, classes, dtype=torch.bool, device=logits.device)
+            pairs[torch.arange(size, device=logits.device), batch.labels] = False
+            example, targets = pairs.nonzero(as_tuple=True)
+            rows = dataclasses.replace(batch.take(example), targets=targets)
+        return cls(batch, rows, norm, loss, eps_max, tol, max_halvings)
 
+    def loss_fn(self, rows: _Rows) -> Callable[[Tensor, Tensor], Tensor]:
+        """The per-example loss the attack ascends on ``rows``."""
+        return _loss_function(self.loss, rows.targets)
 
-def _reduce_rows(
-    rows: _Rows, epsilon: Tensor, adversarial: Tensor, x0: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Per example, the smallest radius over its rows and that row's adversarial."""
-    if rows.targets is None:
-        return epsilon, adversarial
-    batch = x0.shape[0]
-    best = torch.full((batch,), float("inf"), dtype=epsilon.dtype, device=x0.device)
-    best = best.scatter_reduce(0, rows.example, epsilon, reduce="amin")
-    # The first row of each example that attains its minimum.
-    hit = (epsilon == best[rows.example]) & torch.isfinite(epsilon)
-    order = torch.arange(epsilon.shape[0], device=x0.device)
-    first = torch.full((batch,), epsilon.shape[0], dtype=torch.long, device=x0.device)
-    first = first.scatter_reduce(0, rows.example[hit], order[hit], reduce="amin")
-    chosen = first < epsilon.shape[0]
-    out = x0.clone()
-    out[chosen] = adversarial[first[chosen]]
-    return best, out
+    def run(
+        self,
+        model: Callable[..., Tensor],
+        attack: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+        name: str,
+        progress: bool | None,
+    ) -> AttackResult:
+        """Bisects every row's radius with ``attack`` and keeps each example's smallest."""
+        epsilon, adversarial = _bisect(
+            attack,
+            self.rows,
+            eps_max=self.eps_max,
+            tol=self.tol,
+            max_halvings=self.max_halvings,
+            progress=progress,
+            desc=f"{name.upper()} ({self.norm}) bisection",
+        )
+        epsilon, adversarial = self._per_example(epsilon, adversarial)
+        return _finish(model, self.batch, adversarial, epsilon, self.norm, name)
 
-
-def _search(
-    model: Callable[..., Tensor],
-    rows: _Rows,
-    x0: Tensor,
-    make_attack: Callable[[_Rows], Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]],
-    **bisect_kwargs: Any,
-) -> tuple[Tensor, Tensor]:
-    epsilon, adversarial = _bisect(
-        make_attack(rows), rows.x0, rows.labels, rows.clean_pred, **bisect_kwargs
-    )
-    return _reduce_rows(rows, epsilon, adversarial, x0)
+    def _per_example(self, epsilon: Tensor, adversarial: Tensor) -> tuple[Tensor, Tensor]:
+        """Per example, the smallest radius over its rows and that row's adversarial."""
+        if self.rows.targets is None:
+            return epsilon, adversarial
+        example, x0 = self.rows.example, self.batch.x0
+        batch = x0.shape[0]
+        best = torch.full((batch,), float("inf"), dtype=epsilon.dtype, device=x0.device)
+        best = best.scatter_reduce(0, example, epsilon, reduce="amin")
+        # The first row of each example that attains its minimum.
+        hit = (epsilon == best[example]) & torch.isfinite(epsilon)
+        order = torch.arange(epsilon.shape[0], device=x0.device)
+        first = torch.full((batch,), epsilon.shape[0], dtype=torch.long, device=x0.device)
+        first = first.scatter_reduce(0, example[hit], order[hit], reduce="amin")
+        chosen = first < epsilon.shape[0]
+        out = x0.clone()
+        out[chosen] = adversarial[first[chosen]]
+        return best, out
 
 
 def min_fgsm_epsilon(
@@ -730,42 +764,31 @@ def min_fgsm_epsilon(
         ValueError: model in training mode, non-float or non-finite inputs, bad ``labels``,
             unknown ``norm`` or ``loss``, non-positive ``eps_max`` / ``tol``, or bad bounds.
     """
-    x0, labels_t, logits, norm, lower, upper, args = _prepare(
-        model, inputs, labels, norm, lower_bound, upper_bound, additional_forward_args
-    )
-    eps_max = _check_positive(eps_max, "eps_max", "pass the largest radius worth trying")
-    tol = _check_positive(tol, "tol", "pass e.g. tol=1e-3")
-    max_halvings = _check_int(max_halvings, "max_halvings", 1)
-    loss = _check_loss(loss)
-    rows = _rows(x0, labels_t, logits, args, lower, upper, loss)
-
-    def make_attack(r: _Rows) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        loss_fn = _loss_function(loss, r.targets)
-        direction, _ = _ascent_direction(model, r.x0, r.labels, r.args, norm, loss_fn)
-        n = r.x0.shape[0]
-
-        def attack(index: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
-            lo = _take_bound(r.lower, index, r.x0)
-            up = _take_bound(r.upper, index, r.x0)
-            x_adv = _clip(r.x0[index] + _view(radius, r.x0) * direction[index], lo, up)
-            with torch.no_grad():
-                pred = _forward(model, x_adv, _take_args(r.args, index, n)).argmax(dim=1)
-            return x_adv, pred
-
-        return attack
-
-    epsilon, adversarial = _search(
+    search = _Search.prepare(
         model,
-        rows,
-        x0,
-        make_attack,
+        inputs,
+        labels,
+        norm=norm,
         eps_max=eps_max,
+        lower_bound=lower_bound,
+        upper_bound=upper_bound,
         tol=tol,
         max_halvings=max_halvings,
-        progress=progress,
-        desc=f"FGSM ({norm}) bisection",
+        loss=loss,
+        additional_forward_args=additional_forward_args,
     )
-    return _finish(model, x0, adversarial, epsilon, labels_t, args, norm, "fgsm")
+    rows = search.rows
+    direction, _ = _ascent_direction(
+        model, rows.x0, rows.labels, rows.args, search.norm, search.loss_fn(rows)
+    )
+
+    def attack(index: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
+        sub = rows.take(index)
+        x_adv = _clip(sub.x0 + _view(radius, sub.x0) * direction[index], sub.lower, sub.upper)
+        with torch.no_grad():
+            return x_adv, model(x_adv, *sub.args).argmax(dim=1)
+
+    return search.run(model, attack, "fgsm", progress)
 
 
 def min_pgd_epsilon(
@@ -840,58 +863,47 @@ def min_pgd_epsilon(
             unknown ``norm`` or ``loss``, non-positive ``eps_max`` / ``tol`` /
             ``step_fraction``, ``steps < 1``, a non-integer ``seed`` or bad bounds.
     """
-    x0, labels_t, logits, norm, lower, upper, args = _prepare(
-        model, inputs, labels, norm, lower_bound, upper_bound, additional_forward_args
+    search = _Search.prepare(
+        model,
+        inputs,
+        labels,
+        norm=norm,
+        eps_max=eps_max,
+        lower_bound=lower_bound,
+        upper_bound=upper_bound,
+        tol=tol,
+        max_halvings=max_halvings,
+        loss=loss,
+        additional_forward_args=additional_forward_args,
     )
-    eps_max = _check_positive(eps_max, "eps_max", "pass the largest radius worth trying")
-    tol = _check_positive(tol, "tol", "pass e.g. tol=1e-3")
-    max_halvings = _check_int(max_halvings, "max_halvings", 1)
     steps = _check_int(steps, "steps", 1)
     if step_fraction is None:
         step_fraction = 2.5 / steps
     step_fraction = _check_positive(step_fraction, "step_fraction", "pass e.g. 2.5 / steps")
-    loss = _check_loss(loss)
     if random_start and generator is None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}.")
-        generator = torch.Generator(device=x0.device).manual_seed(seed)
-    rows = _rows(x0, labels_t, logits, args, lower, upper, loss)
+        generator = torch.Generator(device=search.batch.x0.device).manual_seed(seed)
 
-    def make_attack(r: _Rows) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        n = r.x0.shape[0]
+    def attack(index: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
+        sub = search.rows.take(index)
+        return _pgd(
+            model,
+            sub.x0,
+            sub.labels,
+            radius,
+            norm=search.norm,
+            steps=steps,
+            step_fraction=step_fraction,
+            random_start=random_start,
+            generator=generator,
+            lower=sub.lower,
+            upper=sub.upper,
+            args=sub.args,
+            loss_fn=search.loss_fn(sub),
+        )
 
-        def attack(index: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
-            targets = None if r.targets is None else r.targets[index]
-            return _pgd(
-                model,
-                r.x0[index],
-                r.labels[index],
-                radius,
-                norm=norm,
-                steps=steps,
-                step_fraction=step_fraction,
-                random_start=random_start,
-                generator=generator,
-                lower=_take_bound(r.lower, index, r.x0),
-                upper=_take_bound(r.upper, index, r.x0),
-                args=_take_args(r.args, index, n),
-                loss_fn=_loss_function(loss, targets),
-            )
-
-        return attack
-
-    epsilon, adversarial = _search(
-        model,
-        rows,
-        x0,
-        make_attack,
-        eps_max=eps_max,
-        tol=tol,
-        max_halvings=max_halvings,
-        progress=progress,
-        desc=f"PGD ({norm}) bisection",
-    )
-    return _finish(model, x0, adversarial, epsilon, labels_t, args, norm, "pgd")
+    return search.run(model, attack, "pgd", progress)
 
 
 def deepfool(
@@ -947,10 +959,10 @@ def deepfool(
             unknown ``norm``, ``max_iter < 1``, negative ``overshoot``, ``candidates < 2``
             or bad bounds.
     """
-    x0, labels_t, scores, norm, lower, upper, args = _prepare(
+    batch, scores, norm = _prepare(
         model, inputs, labels, norm, lower_bound, upper_bound, additional_forward_args
     )
-    clean_pred = scores.argmax(dim=1)
+    x0, labels_t = batch.x0, batch.labels
     max_iter = _check_int(max_iter, "max_iter", 1)
     if isinstance(overshoot, bool) or not isinstance(overshoot, (int, float)) or overshoot < 0:
         raise ValueError(f"overshoot must be a number >= 0, got {overshoot!r}.")
@@ -961,10 +973,9 @@ def deepfool(
     # Candidate classes: the label first, then the highest remaining clean logits.
     scores = scores.scatter(1, labels_t[:, None], float("inf"))
     cand = scores.topk(candidates, dim=1).indices
-    batch = x0.shape[0]
 
-    epsilon = torch.full((batch,), float("inf"), dtype=x0.dtype, device=x0.device)
-    already = clean_pred != labels_t
+    epsilon = torch.full((x0.shape[0],), float("inf"), dtype=x0.dtype, device=x0.device)
+    already = batch.clean_pred != labels_t
     epsilon[already] = 0.0
     adversarial = x0.clone()
     r_total = torch.zeros_like(x0)
@@ -972,7 +983,7 @@ def deepfool(
     active = ~already
 
     bar = None
-    if _use_progress(progress):
+    if show_progress(progress):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max_iter, desc=f"DeepFool ({norm})", unit="iter", leave=False)
@@ -981,10 +992,10 @@ def deepfool(
             index = active.nonzero().squeeze(1)
             if index.numel() == 0:
                 break
+            sub = batch.take(index)
             xi = x[index].detach().requires_grad_(True)
-            sub_args = _take_args(args, index, batch)
             with torch.enable_grad():
-                logits = _forward(model, xi, sub_args)
+                logits = model(xi, *sub.args)
                 picked = logits.gather(1, cand[index])
                 grads = torch.stack(
                     [
@@ -1012,20 +1023,18 @@ def deepfool(
                 step = ((gap_l + 1e-4) / dual_l)[:, None] * torch.sign(w_l)
             step = torch.where(stuck[:, None], torch.zeros_like(step), step)
             r_total[index] = r_total[index] + step.view_as(xi)
-            lo = _take_bound(lower, index, x0)
-            up = _take_bound(upper, index, x0)
-            x_new = _clip(x0[index] + (1 + overshoot) * r_total[index], lo, up)
+            x_new = _clip(sub.x0 + (1 + overshoot) * r_total[index], sub.lower, sub.upper)
             x[index] = x_new
             with torch.no_grad():
-                pred = _forward(model, x_new, sub_args).argmax(dim=1)
-            ok = pred != labels_t[index]
+                pred = model(x_new, *sub.args).argmax(dim=1)
+            ok = pred != sub.labels
             adversarial[index[ok]] = x_new[ok]
-            delta = x_new[ok] - x0[index[ok]]
-            epsilon[index[ok]] = _l2_norm(delta) if norm == "L2" else _linf_norm(delta)
+            delta = x_new[ok] - sub.x0[ok]
+            epsilon[index[ok]] = l2_norm(delta) if norm == "L2" else linf_norm(delta)
             active[index[ok | stuck]] = False
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    return _finish(model, x0, adversarial, epsilon, labels_t, args, norm, "deepfool")
+    return _finish(model, batch, adversarial, epsilon, norm, "deepfool")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +40,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from captum_simec import evaluation
+from captum_simec._runtime import show_progress
 from captum_simec.attr import SiMECAttribution
 from captum_simec.evaluation import AttributionFunction, InputsType, PerturbationCurve
 
@@ -389,7 +389,7 @@ def compare_attributions(
         )
     flat_target = evaluation.target_indices(target, outputs)
     resolved = _resolve_methods(model, inputs, methods, n_steps_ig, domain, seed)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = show_progress(progress)
     tasks = len(resolved) * (1 + len([m for m in metrics if m != "correlation"]))
     bar = tqdm(total=tasks, desc="compare_attributions", disable=not show)
     result = Comparison(inputs=inputs, target=flat_target, maps={}, seconds={})

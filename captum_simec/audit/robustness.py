@@ -41,7 +41,6 @@ import csv
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,13 +49,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from captum_simec import _compat
-from captum_simec.audit.attacks import AttackResult, deepfool, min_fgsm_epsilon, min_pgd_epsilon
+from captum_simec._runtime import show_progress
+from captum_simec.audit.attacks import (
+    AttackResult,
+    deepfool,
+    l2_norm,
+    linf_norm,
+    min_fgsm_epsilon,
+    min_pgd_epsilon,
+)
 from captum_simec.explore import Box, simec, simexp
-from captum_simec.geometry import pullback_spectrum, resolve_output_metric
+from captum_simec.geometry import (
+    as_probabilities,
+    check_eval_mode,
+    pullback_spectrum,
+    resolve_output_metric,
+)
 
 __all__ = [
     "ATTACKS",
@@ -114,18 +126,6 @@ _SETTINGS_FILE = "settings.json"
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _check_model(model: Callable[..., Tensor]) -> None:
-    if not callable(model):
-        raise TypeError(
-            f"`model` must be a torch.nn.Module or a callable, got {type(model).__name__}."
-        )
-    if isinstance(model, nn.Module) and model.training:
-        raise ValueError(
-            "`model` is in training mode (dropout and batch-norm make f random or "
-            "batch-dependent, so every audited number would be meaningless): call model.eval()."
-        )
 
 
 def _check_positive_int(value: int, name: str) -> int:
@@ -193,32 +193,12 @@ def _check_labels(labels: Tensor | Sequence[int] | None, batch: int) -> Tensor |
     return labels.long()
 
 
-def _probabilities(outputs: Tensor) -> Tensor:
-    """Class probabilities from logits, log-probabilities or probabilities.
-
-    Rows that are already a probability vector (non-negative, summing to 1) are returned as
-    they are; anything else is read as logits (log-probabilities are logits up to a shift).
-    """
-    is_simplex = bool((outputs >= 0).all()) and bool(
-        torch.allclose(outputs.sum(dim=1), torch.ones_like(outputs[:, 0]), atol=1e-4)
-    )
-    return outputs if is_simplex else outputs.softmax(dim=1)
-
-
 def consecutive_runs(index: Tensor) -> list[slice]:
     """Row slices of `index` over which the data-set indices increase by exactly 1."""
     values = index.tolist()
     breaks = [row for row in range(1, len(values)) if values[row] != values[row - 1] + 1]
     edges = [0, *breaks, len(values)]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-
-
-def _l2(flat: Tensor) -> Tensor:
-    return flat.norm(dim=1)
-
-
-def _linf(flat: Tensor) -> Tensor:
-    return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
 
 
 def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -628,12 +608,6 @@ def prepare_output(out: str | os.PathLike, settings: dict[str, Any], resume: boo
 # ----------------------------------------------------------------------------- the audit
 
 
-def _show_progress(progress: bool | None) -> bool:
-    if progress is None:
-        return bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return bool(progress)
-
-
 class RobustnessAudit:
     """Audits a classifier example by example: geometry, class extent, flip distance, attacks.
 
@@ -700,7 +674,11 @@ class RobustnessAudit:
         keep_maps: bool = True,
         progress: bool | None = None,
     ) -> None:
-        _check_model(model)
+        if not callable(model):
+            raise TypeError(
+                f"`model` must be a torch.nn.Module or a callable, got {type(model).__name__}."
+            )
+        check_eval_mode(model, strict=True)
         self.model = model
         self.domain = _check_domain(domain)
         resolve_output_metric(output_metric)  # validates early; the walks resolve it again
@@ -838,7 +816,7 @@ class RobustnessAudit:
                 "classes) scores with at least two classes: wrap the model to return logits."
             )
         prediction = outputs.argmax(dim=1)
-        probabilities = _probabilities(outputs)
+        probabilities = as_probabilities(outputs)
         top2 = outputs.topk(min(2, outputs.shape[1]), dim=1).values
         margin = top2[:, 0] - top2[:, -1]
         spectrum = pullback_spectrum(
@@ -923,9 +901,8 @@ class RobustnessAudit:
                 seed=self.seed + int(index[rows.start]),
                 progress=False,
             )
-            size = rows.stop - rows.start
-            columns["l2"] += _l2(walk.displacement().reshape(size, -1)).tolist()
-            columns["linf"] += _linf(walk.max_abs_displacement().reshape(size, -1)).tolist()
+            columns["l2"] += l2_norm(walk.displacement()).tolist()
+            columns["linf"] += linf_norm(walk.max_abs_displacement()).tolist()
             columns["path"] += walk.path_length.tolist()
             columns["drift"] += walk.max_drift.tolist()
             columns["kept"] += (~walk.class_changed).tolist()
@@ -980,8 +957,8 @@ class RobustnessAudit:
         columns = {
             "flip_found": flipped,
             "flip_class": torch.where(flipped, reached, -1),
-            "flip_l2": when_flipped(_l2(displacement)),
-            "flip_linf": when_flipped(_linf(displacement)),
+            "flip_l2": when_flipped(l2_norm(displacement)),
+            "flip_linf": when_flipped(linf_norm(displacement)),
             "flip_path": when_flipped(torch.as_tensor(walk.path_length)),
             "flip_stop": [str(reason) for reason in walk.stop_reason],
         }
@@ -1095,7 +1072,7 @@ class RobustnessAudit:
         if limit is not None:
             limit = _check_positive_int(limit, "limit")
         store = None if out is None else ShardStore(Path(out) / "shards" / shard)
-        show = _show_progress(self.progress if progress is None else progress)
+        show = show_progress(self.progress if progress is None else progress)
         timings: dict[str, float] = {}
         records: list[dict[str, Any]] = []
         maps: list[dict[str, Tensor]] = []

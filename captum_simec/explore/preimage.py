@@ -50,13 +50,7 @@ class LevelHop(DirectionPolicy):
         self.level = level
         self.tolerance = tolerance
 
-    def propose(
-        self,
-        spectrum: PullbackSpectrum,
-        noise: Tensor | None,
-        view: StepView,
-        context: WalkContext,
-    ) -> Tensor:
+    def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         update = gauss_newton_step(spectrum, spectrum.outputs - self.level)
         length = update.norm(dim=1, keepdim=True)
         return update * (context.step_size / length.clamp_min(context.step_size))

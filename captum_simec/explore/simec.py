@@ -24,18 +24,17 @@ from captum_simec.explore.walk import (
     Walk,
     WalkContext,
     run_walk,
-    unit,
 )
 from captum_simec.geometry.metrics import OutputMetric
-from captum_simec.geometry.spectrum import PullbackSpectrum
+from captum_simec.geometry.spectrum import PullbackSpectrum, unit
 
 __all__ = [
     "DIRECTIONS",
     "MAX_BASIS_FEATURES",
     "check_basis_size",
-    "check_split",
     "dense_eigenbasis",
     "null_basis",
+    "parity_domain",
     "pick",
     "simec",
 ]
@@ -139,18 +138,12 @@ class NullPolicy(DirectionPolicy):
                 directions[i] = _signed(draws[i, 1]) * basis[:, pick(draws[i, 0], basis.shape[1])]
         return directions, counts
 
-    def propose(
-        self,
-        spectrum: PullbackSpectrum,
-        noise: Tensor | None,
-        view: StepView,
-        context: WalkContext,
-    ) -> Tensor:
+    def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         if self.direction == "isotropic" and not self.parity:
             counts = spectrum.null_dim
-            directions = unit(spectrum.project_null(noise)) * (counts > 0).unsqueeze(1)
+            directions = unit(spectrum.project_null(view.noise)) * (counts > 0).unsqueeze(1)
         else:
-            directions, counts = self._eigenvectors(spectrum, noise)
+            directions, counts = self._eigenvectors(spectrum, view.noise)
         backwards = (counts.to(directions.device) == 1) & (
             (directions * view.previous).sum(dim=1) < 0
         )
@@ -233,21 +226,14 @@ def simec(
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r}; choose one of {DIRECTIONS}.")
-    if not isinstance(parity, bool):
-        raise TypeError(f"`parity` must be a bool, got {type(parity).__name__}.")
-    if parity_split is not None and not parity:
-        raise ValueError("`parity_split` only applies with parity=True.")
+    box = parity_domain(inputs, domain, parity, parity_split)
     if parity and corrector is not False:
         raise ValueError(
             "parity=True reproduces the papers' walk, which has no corrector: pass "
             "corrector=False (or drop parity to use the corrector)."
         )
-    if parity or direction == "eigenvector":
-        n = check_basis_size(inputs, "parity=True" if parity else "direction='eigenvector'")
-        check_split(parity_split, n)
-    box = as_box(domain)
-    if parity and box is not None:
-        box = Box(box.lower, box.upper, constraint="clamp")
+    if direction == "eigenvector" and not parity:
+        check_basis_size(inputs, "direction='eigenvector'")
     return run_walk(
         forward_func,
         inputs,
@@ -273,11 +259,36 @@ def simec(
     )
 
 
-def check_split(split: int | None, n: int) -> None:
-    if split is None:
-        return
-    if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= n:
+def parity_domain(
+    inputs: Tensor | tuple[Tensor, ...],
+    domain: Box | tuple[Any, Any] | None,
+    parity: bool,
+    parity_split: int | None,
+) -> Box | None:
+    """Checks the parity options and returns the box the walk stays in.
+
+    The papers' walks (`parity=True`) build the dense n x n metric, so n is bounded, and they
+    clip to the box: its constraint becomes "clamp".
+
+    Raises:
+        TypeError: a non-bool `parity`.
+        ValueError: `parity_split` without parity or outside [0, n], parity with n > 4096.
+    """
+    if not isinstance(parity, bool):
+        raise TypeError(f"`parity` must be a bool, got {type(parity).__name__}.")
+    if parity_split is not None and not parity:
+        raise ValueError("`parity_split` only applies with parity=True.")
+    box = as_box(domain)
+    if not parity:
+        return box
+    n = check_basis_size(inputs, "parity=True")
+    if parity_split is not None and (
+        isinstance(parity_split, bool)
+        or not isinstance(parity_split, int)
+        or not 0 <= parity_split <= n
+    ):
         raise ValueError(
             f"`parity_split` must be an int in [0, n] = [0, {n}] (the number of eigenvectors "
-            f"treated as null), got {split!r}."
+            f"treated as null), got {parity_split!r}."
         )
+    return None if box is None else Box(box.lower, box.upper, constraint="clamp")

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec.explore.constraints import Box, as_box
-from captum_simec.explore.simec import check_basis_size, check_split, dense_eigenbasis, pick
+from captum_simec.explore.constraints import Box
+from captum_simec.explore.simec import dense_eigenbasis, parity_domain, pick
 from captum_simec.explore.walk import (
     DirectionPolicy,
     ExampleRNG,
@@ -36,10 +36,9 @@ from captum_simec.explore.walk import (
     Walk,
     WalkContext,
     run_walk,
-    unit,
 )
 from captum_simec.geometry.metrics import MarginMetric, OutputMetric
-from captum_simec.geometry.spectrum import PullbackSpectrum
+from captum_simec.geometry.spectrum import PullbackSpectrum, unit
 
 __all__ = ["MODES", "simexp"]
 
@@ -80,16 +79,10 @@ class RangePolicy(_ClassChange):
             return rng.uniform(rows, 1, spectrum.factor)
         return rng.normal(rows, spectrum.singular_values.shape[1], spectrum.factor)
 
-    def propose(
-        self,
-        spectrum: PullbackSpectrum,
-        noise: Tensor | None,
-        view: StepView,
-        context: WalkContext,
-    ) -> Tensor:
+    def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         right = spectrum.right_vectors
         if self.mode != "directed":
-            weights = noise
+            weights = view.noise
             if self.mode == "weighted":
                 weights = weights * spectrum.singular_values.to(weights.dtype)
             return unit((right @ weights.unsqueeze(2)).squeeze(2)) * context.step_size
@@ -102,7 +95,7 @@ class RangePolicy(_ClassChange):
         along = (velocity * residual).sum(dim=1)
         decided = along.abs() > _UNDECIDED_COSINE * velocity.norm(dim=1) * residual.norm(dim=1)
         continuing = (top * view.previous).sum(dim=1)
-        seeded = torch.where(noise[:, 0] < 0.5, 1.0, -1.0).to(top.dtype)
+        seeded = torch.where(view.noise[:, 0] < 0.5, 1.0, -1.0).to(top.dtype)
         sign = torch.where(
             decided & (along != 0),
             along.sign(),
@@ -149,13 +142,7 @@ class MarginPolicy(DirectionPolicy):
     def steering(self, context: WalkContext) -> tuple[OutputMetric, Tensor | None]:
         return MarginMetric(), self.goal
 
-    def propose(
-        self,
-        spectrum: PullbackSpectrum,
-        noise: Tensor | None,
-        view: StepView,
-        context: WalkContext,
-    ) -> Tensor:
+    def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         gradient = unit(spectrum.factor[:, 0, :])
         sign = -1.0 if self.mode == "leave_class" else 1.0
         return sign * gradient * context.step_size
@@ -185,18 +172,13 @@ class ParityRangePolicy(_ClassChange):
     ) -> Tensor:
         return rng.uniform(rows, 4, spectrum.factor)
 
-    def propose(
-        self,
-        spectrum: PullbackSpectrum,
-        noise: Tensor | None,
-        view: StepView,
-        context: WalkContext,
-    ) -> Tensor:
+    def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         steps = torch.zeros_like(spectrum.factor[:, 0, :])
         n = spectrum.num_features
         for i in range(spectrum.batch_size):
             vectors, null = dense_eigenbasis(spectrum, i, self.split)
-            for offset, count, draw in ((0, null, noise[i, :2]), (null, n - null, noise[i, 2:])):
+            draws = view.noise[i]
+            for offset, count, draw in ((0, null, draws[:2]), (null, n - null, draws[2:])):
                 if count > 0:
                     sign = 1.0 if draw[1].item() < 0.5 else -1.0
                     steps[i] += sign * vectors[:, offset + pick(draw[0], count)]
@@ -282,27 +264,20 @@ def simexp(
         stop_on_class_change = mode in ("leave_class", "to_class")
     if not isinstance(stop_on_class_change, bool) or not isinstance(refine_boundary, bool):
         raise TypeError("`stop_on_class_change` and `refine_boundary` must be bools.")
-    if not isinstance(parity, bool):
-        raise TypeError(f"`parity` must be a bool, got {type(parity).__name__}.")
-    if parity_split is not None and not parity:
-        raise ValueError("`parity_split` only applies with parity=True.")
+    box = parity_domain(inputs, domain, parity, parity_split)
+    if parity and mode != "random":
+        raise ValueError(
+            f"parity=True reproduces the papers' random walk; mode={mode!r} has no parity "
+            "version: use mode='random' (or drop parity)."
+        )
     if boundary_tol is None:
         eps = torch.finfo(_compat.format_inputs(inputs)[0].dtype).eps
         boundary_tol = step_size * eps**0.5 if isinstance(step_size, float | int) else None
     elif not (isinstance(boundary_tol, float | int) and boundary_tol > 0):
         raise ValueError(f"`boundary_tol` must be a positive number, got {boundary_tol!r}.")
     tolerance = boundary_tol if refine_boundary else None
-    box = as_box(domain)
     if parity:
-        if mode != "random":
-            raise ValueError(
-                f"parity=True reproduces the papers' random walk; mode={mode!r} has no parity "
-                "version: use mode='random' (or drop parity)."
-            )
-        check_split(parity_split, check_basis_size(inputs, "parity=True"))
         policy: DirectionPolicy = ParityRangePolicy(parity_split, stop_on_class_change, tolerance)
-        if box is not None:
-            box = Box(box.lower, box.upper, constraint="clamp")
     elif mode in ("leave_class", "to_class"):
         policy = MarginPolicy(mode, target_class, tolerance, stop_on_class_change)
     else:

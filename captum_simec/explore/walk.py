@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +33,17 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from captum_simec import _compat
+from captum_simec._runtime import show_progress
 from captum_simec.explore.constraints import BoundBox, Box, as_box
 from captum_simec.explore.corrector import Corrector, as_corrector, correct
 from captum_simec.geometry.jacobian import check_eval_mode
-from captum_simec.geometry.metrics import FixedMetric, OutputMetric, resolve_output_metric
-from captum_simec.geometry.spectrum import PullbackSpectrum, pullback_spectrum
+from captum_simec.geometry.metrics import (
+    FixedMetric,
+    OutputMetric,
+    as_probabilities,
+    resolve_output_metric,
+)
+from captum_simec.geometry.spectrum import PullbackSpectrum, pullback_spectrum, unit
 
 __all__ = [
     "ON_RANK_CHANGE",
@@ -49,7 +54,6 @@ __all__ = [
     "Walk",
     "WalkContext",
     "run_walk",
-    "unit",
 ]
 
 ON_RANK_CHANGE = ("continue", "warn", "stop")
@@ -58,12 +62,6 @@ _SEED_RANGE = 2**62
 
 class RankChangeWarning(UserWarning):
     """The rank of the pullback metric changed along a walk (a region boundary was crossed)."""
-
-
-def unit(vectors: Tensor) -> Tensor:
-    """Rows scaled to unit norm; zero rows stay zero."""
-    norm = vectors.norm(dim=1, keepdim=True)
-    return torch.where(norm > 0, vectors / norm.clamp_min(torch.finfo(vectors.dtype).tiny), 0.0)
 
 
 # ----------------------------------------------------------------------------- randomness
@@ -147,10 +145,15 @@ class WalkContext:
 
 @dataclass
 class StepView:
-    """The active examples at one step: their batch indices and last unit directions."""
+    """The active examples at one step: batch indices, last unit directions, random draws.
+
+    The draws are made once per step (`DirectionPolicy.noise`), so that a re-proposal from a
+    restricted spectrum reuses them.
+    """
 
     rows: Tensor
     previous: Tensor
+    noise: Tensor | None = None
 
 
 class DirectionPolicy:
@@ -180,16 +183,10 @@ class DirectionPolicy:
     def noise(
         self, rng: ExampleRNG, rows: Tensor, spectrum: PullbackSpectrum, context: WalkContext
     ) -> Tensor | None:
-        """The step's random draws, made once so that re-proposals reuse them."""
+        """The step's random draws (`StepView.noise`), made once so re-proposals reuse them."""
         return None
 
-    def propose(
-        self,
-        spectrum: PullbackSpectrum,
-        noise: Tensor | None,
-        view: StepView,
-        context: WalkContext,
-    ) -> Tensor:
+    def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         """The step vectors (active, n) from a (possibly restricted) spectrum; zero = none."""
         raise NotImplementedError
 
@@ -199,19 +196,6 @@ class DirectionPolicy:
 
 
 # ----------------------------------------------------------------------------- result
-def _unflatten(
-    flat: Tensor, shapes: tuple[torch.Size, ...], is_tuple: bool
-) -> Tensor | tuple[Tensor, ...]:
-    """(..., n) to the input structure, keeping the leading dimensions."""
-    sizes = [math.prod(s) for s in shapes]
-    lead = flat.shape[:-1]
-    parts = tuple(
-        part.reshape(*lead, *shape)
-        for part, shape in zip(flat.split(sizes, dim=-1), shapes, strict=True)
-    )
-    return _compat.format_output(is_tuple, parts)
-
-
 @dataclass
 class Walk:
     """The result of a SiMEC or SiMExp walk over a batch of start points.
@@ -278,7 +262,8 @@ class Walk:
     # ----- structure
     def unflatten(self, flat: Tensor) -> Tensor | tuple[Tensor, ...]:
         """(..., n) to the input structure (leading dimensions kept)."""
-        return _unflatten(flat, self.input_shapes, self.is_inputs_tuple)
+        shaped = _compat.unflatten_features(flat, self.input_shapes)
+        return _compat.format_output(self.is_inputs_tuple, shaped)
 
     @property
     def batch_size(self) -> int:
@@ -319,16 +304,8 @@ class Walk:
         return self.outputs.argmax(dim=-1)
 
     def probabilities(self) -> Tensor:
-        """Class probabilities at the saved points (saves, batch, m).
-
-        Outputs that already are probabilities (non-negative rows summing to 1) pass through;
-        logits and log-probabilities go through a softmax (both give the same result).
-        """
-        outputs = self.outputs
-        sums = outputs.sum(dim=-1)
-        if (outputs >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-            return outputs
-        return torch.softmax(outputs, dim=-1)
+        """Class probabilities at the saved points (saves, batch, m); see `as_probabilities`."""
+        return as_probabilities(self.outputs)
 
     @property
     def start_class(self) -> Tensor:
@@ -469,11 +446,7 @@ class _Model:
         self.evaluations = torch.zeros(self.batch, dtype=torch.long)
 
     def structure(self, flat: Tensor) -> tuple[Tensor, ...]:
-        sizes = [math.prod(s) for s in self.shapes]
-        return tuple(
-            part.reshape(flat.shape[0], *shape)
-            for part, shape in zip(flat.split(sizes, dim=1), self.shapes, strict=True)
-        )
+        return _compat.unflatten_features(flat, self.shapes)
 
     def _args(self, rows: Tensor) -> tuple[Any, ...]:
         return _compat.index_additional_forward_args(self.args, rows, self.batch)
@@ -501,9 +474,6 @@ class _Model:
             jacobian_method=self.jacobian_method,
             internal_batch_size=self.internal_batch_size,
         )
-
-    def restrict(self, spectrum: PullbackSpectrum, free: Tensor) -> PullbackSpectrum:
-        return spectrum.restrict(free)
 
 
 def _check_options(
@@ -540,8 +510,7 @@ def _flatten_inputs(inputs: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, tuple[
             f"`inputs` mix dtypes {sorted(map(str, dtypes))}; a walk moves all inputs together: "
             "convert them to one floating dtype."
         )
-    flat = torch.cat([t.detach().reshape(t.shape[0], -1) for t in formatted], dim=1)
-    return flat, tuple(t.shape[1:] for t in formatted)
+    return _compat.flatten_features(formatted).detach(), _compat.feature_shapes(formatted)
 
 
 def _bisect(
@@ -574,10 +543,6 @@ def _bisect(
         high = torch.where(hit.unsqueeze(1), middle, high)
         low = torch.where(hit.unsqueeze(1), low, middle)
     return high, outputs
-
-
-def _show_progress(progress: bool | None) -> bool:
-    return sys.stderr.isatty() if progress is None else progress
 
 
 def run_walk(
@@ -655,13 +620,12 @@ def run_walk(
     def free_for_correction(spectrum: PullbackSpectrum, flat: Tensor) -> PullbackSpectrum:
         if bound is None or not bound.freezes:
             return spectrum
-        return model.restrict(spectrum, ~bound.at_bound(flat))
+        return spectrum.restrict(~bound.at_bound(flat))
 
     def freeze(
         proposal: Tensor,
         here: Tensor,
         spectrum: PullbackSpectrum,
-        draws: Any,
         view: StepView,
         blocking: Callable[[Tensor, Tensor], Tensor],
     ) -> Tensor:
@@ -676,11 +640,11 @@ def run_walk(
             if not blocked.any():
                 break
             free &= ~blocked
-            proposal = policy.propose(model.restrict(spectrum, free), draws, view, context)
+            proposal = policy.propose(spectrum.restrict(free), view, context)
         return proposal
 
     def freeze_outward(
-        proposal: Tensor, here: Tensor, spectrum: PullbackSpectrum, draws: Any, view: StepView
+        proposal: Tensor, here: Tensor, spectrum: PullbackSpectrum, view: StepView
     ) -> Tensor:
         """A proposal that keeps every coordinate inside the box.
 
@@ -690,8 +654,8 @@ def run_walk(
         dimension where many coordinates sit near a bound. Where no direction remains (a
         class ending on the box), the step is kept and `advance` shortens it onto the bound.
         """
-        onto = freeze(proposal, here, spectrum, draws, view, bound.outward)
-        inside = freeze(onto, here, spectrum, draws, view, bound.leaving)
+        onto = freeze(proposal, here, spectrum, view, bound.outward)
+        inside = freeze(onto, here, spectrum, view, bound.leaving)
         return torch.where((inside.norm(dim=1) > 0).unsqueeze(1), inside, onto)
 
     def advance(flat: Tensor, update: Tensor) -> Tensor:
@@ -746,20 +710,19 @@ def run_walk(
         spectrum = _select(spectrum, ~reached_at_start)
 
     taken = 0
-    bar = tqdm(total=steps, desc=policy.kind, disable=not _show_progress(progress), leave=False)
+    bar = tqdm(total=steps, desc=policy.kind, disable=not show_progress(progress), leave=False)
     try:
         for k in range(steps):
             rows = active.nonzero().flatten()
             if rows.numel() == 0:
                 break
             here = x[rows]
-            view = StepView(rows, previous[rows])
-            draws = policy.noise(rng, rows, spectrum, context)
-            proposal = policy.propose(spectrum, draws, view, context)
+            view = StepView(rows, previous[rows], policy.noise(rng, rows, spectrum, context))
+            proposal = policy.propose(spectrum, view, context)
             dead = proposal.norm(dim=1) == 0
             blocked = torch.zeros_like(dead)
             if bound is not None and bound.freezes:
-                proposal = freeze_outward(proposal, here, spectrum, draws, view)
+                proposal = freeze_outward(proposal, here, spectrum, view)
                 blocked = (proposal.norm(dim=1) == 0) & ~dead
             for mask, reason in ((dead, "no_direction"), (blocked, "domain")):
                 if mask.any():

@@ -19,6 +19,7 @@ from captum_simec.geometry.metrics import (
     OutputMetric,
     TargetMetric,
     TopKMetric,
+    as_probabilities,
     resolve_output_metric,
 )
 from captum_simec.geometry.spectrum import PullbackSpectrum, factorise, pullback_spectrum
@@ -36,6 +37,7 @@ __all__ = [
     "PullbackSpectrum",
     "TargetMetric",
     "TopKMetric",
+    "as_probabilities",
     "check_eval_mode",
     "factorise",
     "fastest_jacobian_method",

@@ -68,17 +68,29 @@ class PulledBackFactor:
     fallback_reason: str | None = None
 
 
-def check_eval_mode(forward_func: Callable[..., Any]) -> None:
+def check_eval_mode(forward_func: Callable[..., Any], strict: bool = False) -> None:
     """Refuses a module in training mode whose layers make `f` random or batch-dependent.
 
+    Args:
+        forward_func: a module, a bound method of one, or another callable (not checked).
+        strict: refuse a module in training mode whatever its layers (the audit and the
+            attacks, whose numbers describe the model as deployed).
+
     Raises:
-        ValueError: a dropout, batch-norm or recurrent-dropout layer is in training mode.
+        ValueError: a dropout, batch-norm or recurrent-dropout layer is in training mode, or
+            with `strict`, the module is.
     """
     module = forward_func if isinstance(forward_func, nn.Module) else None
     if module is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
         module = forward_func.__self__
     if module is None:
         return
+    if strict and module.training:
+        raise ValueError(
+            "The model is in training mode (dropout and batch-norm make f random or "
+            "batch-dependent, so every number computed from it would be meaningless): call "
+            "model.eval() first."
+        )
     for name, sub in module.named_modules():
         stochastic = isinstance(sub, _RANDOM_IN_TRAINING) or (
             isinstance(sub, nn.RNNBase) and sub.dropout > 0

@@ -22,8 +22,22 @@ __all__ = [
     "OutputMetric",
     "TargetMetric",
     "TopKMetric",
+    "as_probabilities",
     "resolve_output_metric",
 ]
+
+
+def as_probabilities(outputs: Tensor) -> Tensor:
+    """Class probabilities along the last dim from logits, log-probabilities or probabilities.
+
+    Outputs that already are probabilities (non-negative rows summing to 1) pass through;
+    anything else goes through a softmax (log-probabilities are logits up to a shift, so
+    both give the same result).
+    """
+    sums = outputs.sum(dim=-1)
+    if (outputs >= 0).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        return outputs
+    return torch.softmax(outputs, dim=-1)
 
 
 class OutputMetric:

@@ -8,7 +8,6 @@ cost O(n r) per vector: the n x n matrix is never formed.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from captum_simec.geometry.jacobian import pullback_factor
 from captum_simec.geometry.layer import layer_function
 from captum_simec.geometry.metrics import OutputMetric, resolve_output_metric
 
-__all__ = ["PullbackSpectrum", "factorise", "pullback_spectrum"]
+__all__ = ["PullbackSpectrum", "factorise", "pullback_spectrum", "unit"]
 
 SOLVERS = ("auto", "gram", "svd")
 # fields that `PullbackSpectrum.from_factor` computes or takes as arguments
@@ -233,16 +232,11 @@ class PullbackSpectrum:
                 f"= {(self.batch_size, self.num_features)} nor the inputs' per-example shapes "
                 f"{[tuple(s) for s in self.input_shapes]}."
             )
-        return torch.cat([part.reshape(part.shape[0], -1) for part in parts], dim=1)
+        return _compat.flatten_features(parts)
 
     def unflatten(self, flat: Tensor) -> Tensor | tuple[Tensor, ...]:
         """Reshapes (batch, n) to the input structure (a tensor, or a tuple for tuple inputs)."""
-        sizes = [math.prod(s) for s in self.input_shapes]
-        parts = flat.split(sizes, dim=1)
-        shaped = tuple(
-            part.reshape(flat.shape[0], *shape)
-            for part, shape in zip(parts, self.input_shapes, strict=True)
-        )
+        shaped = _compat.unflatten_features(flat, self.input_shapes)
         return _compat.format_output(self.is_inputs_tuple, shaped)
 
     # ----- projections -----
@@ -318,10 +312,15 @@ class PullbackSpectrum:
         return score.to(self.factor.dtype)
 
 
+def unit(vectors: Tensor) -> Tensor:
+    """Rows scaled to unit norm; zero rows stay zero."""
+    norm = vectors.norm(dim=1, keepdim=True)
+    return torch.where(norm > 0, vectors / norm.clamp_min(torch.finfo(vectors.dtype).tiny), 0.0)
+
+
 def _normalise(direction: Tensor, valid: Tensor) -> Tensor:
-    norm = direction.norm(dim=1, keepdim=True)
-    unit = direction / norm.clamp_min(torch.finfo(direction.dtype).tiny)
-    return torch.where(valid.unsqueeze(1) & (norm > 0), unit, torch.zeros_like(unit))
+    """Unit rows where `valid` (batch,), zero rows elsewhere."""
+    return torch.where(valid.unsqueeze(1), unit(direction), 0.0)
 
 
 def pullback_spectrum(
@@ -397,7 +396,7 @@ def pullback_spectrum(
         solver,
         free,
         outputs=pulled.outputs,
-        input_shapes=tuple(x.shape[1:] for x in formatted),
+        input_shapes=_compat.feature_shapes(formatted),
         is_inputs_tuple=is_tuple,
         target=pulled.target,
         jacobian_method=pulled.method,
