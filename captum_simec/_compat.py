@@ -71,7 +71,8 @@ def format_inputs(inputs: Tensor | tuple[Tensor, ...], name: str = "inputs") -> 
             raise ValueError(
                 f"`{where}` is a scalar; dim 0 is the batch: pass at least shape (1,)."
             )
-        if not torch.isfinite(tensor).all():
+        # the sum is finite unless some element is not (or it overflows): one cheap pass
+        if not torch.isfinite(tensor.sum()) and not torch.isfinite(tensor).all():
             raise ValueError(f"`{where}` contains NaN or inf values; clean the input first.")
     batch = formatted[0].shape[0]
     if any(t.shape[0] != batch for t in formatted):

@@ -327,12 +327,23 @@ def fastest_jacobian_method(
 ) -> tuple[str, dict[str, float]]:
     """Times every applicable Jacobian path once-off on these inputs and returns the fastest.
 
+    ``"backward"`` applies to one-row metrics only, and ``"jacfwd"`` is tried only when the
+    inputs have fewer features than the metric has rows (forward mode over n tangents holds
+    about n copies of the activations).
+
     Returns:
         The fastest method's name and the median seconds of each path that ran (paths that
         fail on this model are left out).
     """
+    probe = pullback_factor(
+        forward_func, inputs, metric, target, additional_forward_args, "replicate"
+    )
+    _, p, n = probe.factor.shape
+    candidates = ["replicate", "batched_grad", "vmap"]
+    candidates += ["jacfwd"] if n < p else []
+    candidates += ["backward"] if p == 1 else []
     timings: dict[str, float] = {}
-    for method in ("replicate", "batched_grad", "vmap", "jacfwd", "backward"):
+    for method in candidates:
         runs = []
         try:
             with warnings.catch_warnings():

@@ -125,8 +125,16 @@ def test_fastest_method_reports_timings():
     model = TinyMLP(n=6, m=3).double().eval()
     best, timings = fastest_jacobian_method(model, (torch.randn(2, 6, dtype=torch.float64),))
     assert best in timings
-    assert {"replicate", "batched_grad", "vmap", "jacfwd"} <= set(timings)
-    assert "backward" not in timings  # needs a one-row metric
+    assert set(timings) == {"replicate", "batched_grad", "vmap"}  # n = 6 > p = 3: no jacfwd
+    few_inputs = nn.Sequential(nn.Linear(2, 5)).double().eval()
+    _, timings = fastest_jacobian_method(few_inputs, (torch.randn(2, 2, dtype=torch.float64),))
+    assert "jacfwd" in timings and "backward" not in timings
+    one_row = resolve_output_metric("target")
+    target = torch.tensor([0, 1])
+    _, timings = fastest_jacobian_method(
+        model, (torch.randn(2, 6, dtype=torch.float64),), one_row, target
+    )
+    assert "backward" in timings
 
 
 def test_user_tensors_are_untouched():
