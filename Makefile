@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint format bench venv clean
+.PHONY: demo test test-fast test-captum08 lint format bench venv clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-captum08
+
+# The attribution and geometry tests again against the oldest supported Captum (0.8.0),
+# installed beside the development one and put first on the path.
+CAPTUM08 := $(VENV)/captum-0.8.0
+test-captum08: $(STAMP)
+	test -d $(CAPTUM08) || $(BIN)/python -m pip install --quiet --no-deps --target $(CAPTUM08) captum==0.8.0
+	PYTHONPATH=$(CAPTUM08) $(BIN)/python -c "import captum; assert captum.__version__ == '0.8.0'"
+	PYTHONPATH=$(CAPTUM08) $(BIN)/python -m pytest -q --fast -p no:cacheprovider tests/attr tests/geometry
 
 # Skips the tests marked slow (paper reproductions, tutorials); CI runs everything.
 test-fast: lint

@@ -152,10 +152,12 @@ def test_target_relevance_equals_captum_saliency(target):
 
 
 def test_target_relevance_equals_saliency_for_tuple_inputs():
-    from captum.testing.helpers.basic_models import BasicModel_MultiLayer_MultiInput
+    basic_models = pytest.importorskip(
+        "captum.testing.helpers.basic_models", reason="Captum's test models ship with captum >= 0.9"
+    )
 
     torch.manual_seed(5)
-    model = BasicModel_MultiLayer_MultiInput().eval()
+    model = basic_models.BasicModel_MultiLayer_MultiInput().eval()
     x = tuple(torch.randn(3, 3) for _ in range(3))
     spec = pullback_spectrum(
         model, x, output_metric="target", target=1, additional_forward_args=(2,)
