@@ -193,14 +193,6 @@ def _check_labels(labels: Tensor | Sequence[int] | None, batch: int) -> Tensor |
     return labels.long()
 
 
-def consecutive_runs(index: Tensor) -> list[slice]:
-    """Row slices of `index` over which the data-set indices increase by exactly 1."""
-    values = index.tolist()
-    breaks = [row for row in range(1, len(values)) if values[row] != values[row - 1] + 1]
-    edges = [0, *breaks, len(values)]
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-
-
 def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
     """`numerator / denominator` where both are finite and the denominator positive, else nan."""
     ok = torch.isfinite(numerator) & torch.isfinite(denominator) & (denominator > 0)
@@ -869,9 +861,8 @@ class RobustnessAudit:
     def _class_extent(self, x: Tensor, index: Tensor, prediction: Tensor) -> dict[str, Any]:
         """SiMEC walks; the example at data-set index `j` walks with seed `seed + j`.
 
-        The walks follow the explore convention (example `i` of a batch walked with seed `s`
-        walks as it would alone with `s + i`), so each run of consecutive indices is walked
-        as one batch and the result does not depend on how the data were batched.
+        One batched walk with one seed per example, so the result does not depend on how
+        the data were batched, sharded or resumed.
         """
         batch = x.shape[0]
         if self.simec_steps == 0:
@@ -884,36 +875,26 @@ class RobustnessAudit:
                 "extent_class_kept": [True] * batch,
                 "extent_stop": ["skipped"] * batch,
             }
-        columns: dict[str, list[Any]] = {
-            key: [] for key in ("l2", "linf", "path", "drift", "kept", "stop")
-        }
-        for rows in consecutive_runs(index):
-            walk = simec(
-                self.model,
-                x[rows],
-                steps=self.simec_steps,
-                step_size=self.simec_step_size,
-                output_metric=self.output_metric,
-                target=self._target_for_metric(prediction[rows]),
-                domain=self.domain,
-                corrector=self.corrector,
-                max_drift=self.max_drift,
-                seed=self.seed + int(index[rows.start]),
-                progress=False,
-            )
-            columns["l2"] += l2_norm(walk.displacement()).tolist()
-            columns["linf"] += linf_norm(walk.max_abs_displacement()).tolist()
-            columns["path"] += walk.path_length.tolist()
-            columns["drift"] += walk.max_drift.tolist()
-            columns["kept"] += (~walk.class_changed).tolist()
-            columns["stop"] += list(walk.stop_reason)
+        walk = simec(
+            self.model,
+            x,
+            steps=self.simec_steps,
+            step_size=self.simec_step_size,
+            output_metric=self.output_metric,
+            target=self._target_for_metric(prediction),
+            domain=self.domain,
+            corrector=self.corrector,
+            max_drift=self.max_drift,
+            seed=[self.seed + int(j) for j in index],
+            progress=False,
+        )
         return {
-            "extent_l2": columns["l2"],
-            "extent_linf": columns["linf"],
-            "extent_path": columns["path"],
-            "extent_drift": columns["drift"],
-            "extent_class_kept": columns["kept"],
-            "extent_stop": columns["stop"],
+            "extent_l2": l2_norm(walk.displacement()).tolist(),
+            "extent_linf": linf_norm(walk.max_abs_displacement()).tolist(),
+            "extent_path": walk.path_length.tolist(),
+            "extent_drift": walk.max_drift.tolist(),
+            "extent_class_kept": (~walk.class_changed).tolist(),
+            "extent_stop": list(walk.stop_reason),
         }
 
     def _flip(self, x: Tensor, prediction: Tensor) -> tuple[dict[str, Any], Tensor]:

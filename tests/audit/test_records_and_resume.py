@@ -15,7 +15,6 @@ from captum_simec.audit.robustness import (
     FIELDS,
     RobustnessAudit,
     ShardStore,
-    consecutive_runs,
     load_audit,
     summarize,
 )
@@ -96,11 +95,6 @@ def test_summary_medians_quantiles_and_flip_rate():
     assert summarize(records, by="prediction")["by"] == "prediction"
     with pytest.raises(ValueError, match="`by`"):
         summarize(records, by="colour")
-
-
-def test_consecutive_runs():
-    runs = consecutive_runs(torch.tensor([3, 4, 5, 9, 11, 12]))
-    assert runs == [slice(0, 3), slice(3, 4), slice(4, 6)]
 
 
 def test_interrupted_run_resumes_without_redoing_examples(reference, tmp_path, monkeypatch):
