@@ -183,8 +183,11 @@ def run_demo(
 
         with stages.stage("compare", "comparing SiMEC with Integrated Gradients and others"):
             images = split.x_test[: settings.compare_images]
-            with warnings.catch_warnings():  # Captum's benign notes on requires_grad
+            with warnings.catch_warnings():
+                # Captum's benign notes on requires_grad, and flip walks of the random-logit
+                # check that stop short of a random class (the report says so)
                 warnings.filterwarnings("ignore", "Input Tensor .* did not already require")
+                warnings.filterwarnings("ignore", "score='flip': some examples stopped")
                 comparison = compare_attributions(
                     model,
                     images,
@@ -258,7 +261,9 @@ def _compare_section(report: Report, comparison: Any, echo: Callable[[str], None
     report.paragraph(
         "Maps of every method on the same test images (each panel scaled by its largest "
         "absolute value), and their scores: deletion AUC (lower is better), insertion AUC "
-        "(higher is better), sanity correlations (lower is better)."
+        "(higher is better), sanity correlations (lower is better). For the random-logit "
+        "check, a flip walk towards a random class may stop within its step budget; its "
+        "displacement so far is used."
     )
     records = comparison.to_records()
     report.table(records)
