@@ -18,6 +18,7 @@ independently (true in eval mode).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -68,6 +69,26 @@ class PulledBackFactor:
     fallback_reason: str | None = None
 
 
+def _module_of(forward_func: Callable[..., Any]) -> nn.Module | None:
+    """The module behind `forward_func`, if any: itself, the owner of a bound method, or the
+    module wrapped by one of our adapters (which keep it as `.forward_func`)."""
+    while not isinstance(forward_func, nn.Module) and hasattr(forward_func, "forward_func"):
+        forward_func = forward_func.forward_func
+    if isinstance(forward_func, nn.Module):
+        return forward_func
+    owner = getattr(forward_func, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def _cudnn_for(forward_func: Callable[..., Any], device: torch.device) -> Any:
+    """cuDNN off for recurrent modules on CUDA (it refuses RNN backward in eval mode)."""
+    module = _module_of(forward_func)
+    recurrent = module is not None and any(isinstance(m, nn.RNNBase) for m in module.modules())
+    if recurrent and device.type == "cuda":
+        return torch.backends.cudnn.flags(enabled=False)
+    return contextlib.nullcontext()
+
+
 def check_eval_mode(forward_func: Callable[..., Any], strict: bool = False) -> None:
     """Refuses a module in training mode whose layers make `f` random or batch-dependent.
 
@@ -80,9 +101,7 @@ def check_eval_mode(forward_func: Callable[..., Any], strict: bool = False) -> N
         ValueError: a dropout, batch-norm or recurrent-dropout layer is in training mode, or
             with `strict`, the module is.
     """
-    module = forward_func if isinstance(forward_func, nn.Module) else None
-    if module is None and isinstance(getattr(forward_func, "__self__", None), nn.Module):
-        module = forward_func.__self__
+    module = _module_of(forward_func)
     if module is None:
         return
     if strict and module.training:
@@ -225,6 +244,8 @@ def pullback_factor(
             falling back to ``"replicate"`` where vmap cannot run the backward.
         internal_batch_size: most (example, row) pairs per backward pass (memory bound).
 
+    On CUDA, cuDNN is switched off for the call when the model has recurrent layers.
+
     Returns:
         A `PulledBackFactor`.
     """
@@ -232,8 +253,28 @@ def pullback_factor(
         raise ValueError(f"jacobian_method={method!r}; choose one of {JACOBIAN_METHODS}.")
     if internal_batch_size is not None and internal_batch_size < 1:
         raise ValueError("`internal_batch_size` must be a positive int (or None).")
-    metric = metric or EuclideanMetric()
     check_eval_mode(forward_func)
+    with _cudnn_for(forward_func, inputs[0].device):
+        return _pullback_factor(
+            forward_func,
+            inputs,
+            metric or EuclideanMetric(),
+            target,
+            additional_forward_args,
+            method,
+            internal_batch_size,
+        )
+
+
+def _pullback_factor(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    metric: OutputMetric,
+    target: Callable[[torch.Size], Tensor | None] | Tensor | None,
+    additional_forward_args: tuple[Any, ...] | None,
+    method: str,
+    internal_batch_size: int | None,
+) -> PulledBackFactor:
     batch = inputs[0].shape[0]
     # keep the first forward's graph only for the paths that differentiate through it
     use_graph = method in ("auto", "backward", "batched_grad") and (

@@ -164,3 +164,17 @@ def test_auto_uses_batched_grad_and_chunking_replicates():
     assert chunked.method == "replicate"
     assert "internal_batch_size=3" in chunked.fallback_reason
     assert torch.allclose(auto.factor, chunked.factor, atol=1e-14)
+
+
+def test_cudnn_is_switched_off_only_for_recurrent_models_on_cuda():
+    import contextlib
+
+    from captum_simec.explore.walk import _FlatOutputs
+    from captum_simec.geometry.jacobian import _cudnn_for
+
+    gru = dict((c[0], c) for c in ZOO)["gru"][1]
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert not isinstance(_cudnn_for(gru, cuda), contextlib.nullcontext)
+    assert not isinstance(_cudnn_for(_FlatOutputs(gru.forward), cuda), contextlib.nullcontext)
+    assert isinstance(_cudnn_for(gru, cpu), contextlib.nullcontext)
+    assert isinstance(_cudnn_for(TinyMLP(), cuda), contextlib.nullcontext)
