@@ -628,20 +628,23 @@ def run_walk(
         spectrum: PullbackSpectrum,
         view: StepView,
         blocking: Callable[[Tensor, Tensor], Tensor],
-    ) -> Tensor:
-        """Re-proposes until `blocking(here, proposal)` names no free coordinate.
+        free: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Re-proposes until `blocking(here, proposal)` names no `free` coordinate.
 
         Each round freezes the blocking coordinates and asks the policy again, with the same
         random draws, from the spectrum of `J` restricted to the free ones.
+
+        Returns:
+            The proposal and the coordinates still free.
         """
-        free = torch.ones_like(here, dtype=torch.bool)
         for _ in range(here.shape[1]):
             blocked = blocking(here, proposal) & free
             if not blocked.any():
                 break
-            free &= ~blocked
+            free = free & ~blocked
             proposal = policy.propose(spectrum.restrict(free), view, context)
-        return proposal
+        return proposal, free
 
     def freeze_outward(
         proposal: Tensor, here: Tensor, spectrum: PullbackSpectrum, view: StepView
@@ -654,8 +657,9 @@ def run_walk(
         dimension where many coordinates sit near a bound. Where no direction remains (a
         class ending on the box), the step is kept and `advance` shortens it onto the bound.
         """
-        onto = freeze(proposal, here, spectrum, view, bound.outward)
-        inside = freeze(onto, here, spectrum, view, bound.leaving)
+        everything = torch.ones_like(here, dtype=torch.bool)
+        onto, free = freeze(proposal, here, spectrum, view, bound.outward, everything)
+        inside, _ = freeze(onto, here, spectrum, view, bound.leaving, free)
         return torch.where((inside.norm(dim=1) > 0).unsqueeze(1), inside, onto)
 
     def advance(flat: Tensor, update: Tensor) -> Tensor:
