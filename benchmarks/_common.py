@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,46 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
         if k == 0:
             lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+@dataclass
+class BenchRun:
+    """One benchmark run: prints its header on start and its results file on `finish`."""
+
+    name: str
+    quick: bool
+    start: float
+    load_start: tuple[float, float, float]
+
+    def finish(self, data: dict[str, Any]) -> Path:
+        """Prints the total wall time and writes `data` (plus timing and load) as JSON."""
+        elapsed = time.perf_counter() - self.start
+        load_end = load_average()
+        print(f"\nTotal wall time: {elapsed:.0f} s; load average at the end {load_end[0]:.1f}")
+        path = write_results(
+            f"{self.name}_quick" if self.quick else self.name,
+            {
+                "quick": self.quick,
+                **data,
+                "wall_s": elapsed,
+                "load_average": {"start": self.load_start, "end": load_end},
+            },
+        )
+        print(f"Results: {path}")
+        return path
+
+
+def start_run(name: str, quick: bool, detail: str = "CPU-time medians") -> BenchRun:
+    """Prints the run's header (torch version, threads, `detail`, load) and starts the clock."""
+    import torch
+
+    load = load_average()
+    print(
+        f"# {name} ({'quick' if quick else 'full'}): torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread, {detail}, load average {load[0]:.1f}",
+        flush=True,
+    )
+    return BenchRun(name, quick, time.perf_counter(), load)
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:

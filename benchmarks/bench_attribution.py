@@ -29,11 +29,10 @@ from _common import (
     fmt_ms,
     fmt_ratio,
     interleaved,
-    load_average,
     markdown_table,
     setup_torch,
+    start_run,
     verdict,
-    write_results,
 )
 from captum.attr import IntegratedGradients, Saliency
 from torch import nn
@@ -209,30 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     args.min_repeats = 3 if args.quick else 5
     args.flip_steps = 200 if args.quick else 500
     args.deletion_images = 64 if args.quick else 500
-    start, load_start = time.perf_counter(), load_average()
-    print(
-        f"# bench_attribution ({'quick' if args.quick else 'full'}): torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread, CPU-time medians, load average {load_start[0]:.1f}",
-        flush=True,
-    )
+    run = start_run("bench_attribution", args.quick)
     times = bench_times(args)
     deletion = bench_deletion(args)
     text = report(times, deletion)
-    elapsed = time.perf_counter() - start
-    load_end = load_average()
-    print(f"\nTotal wall time: {elapsed:.0f} s; load average at the end {load_end[0]:.1f}")
-    path = write_results(
-        "bench_attribution_quick" if args.quick else "bench_attribution",
-        {
-            "quick": args.quick,
-            "times": times,
-            "deletion": deletion,
-            "tables_markdown": text,
-            "wall_s": elapsed,
-            "load_average": {"start": load_start, "end": load_end},
-        },
-    )
-    print(f"Results: {path}")
+    run.finish({"times": times, "deletion": deletion, "tables_markdown": text})
     return 0
 
 

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import torch
-from _common import load_average, markdown_table, setup_torch, write_results
+from _common import markdown_table, setup_torch, start_run
 
 STAGES = ("spectrum", "simec", "simexp", "attacks")
 
@@ -40,20 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller run")
     args = parser.parse_args(argv)
     setup_torch(1)
-    try:
-        from captum_simec.audit import RobustnessAudit
-    except ImportError:  # not re-exported yet
-        from captum_simec.audit.robustness import RobustnessAudit
+    from captum_simec.audit import RobustnessAudit
     from captum_simec.models import fit_digits_cnn
 
     images = 64 if args.quick else 200
     singles_per_batch = 2 if args.quick else 4
-    start, load_start = time.perf_counter(), load_average()
-    print(
-        f"# bench_audit ({'quick' if args.quick else 'full'}): torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread, load average {load_start[0]:.1f}",
-        flush=True,
-    )
+    run = start_run("bench_audit", args.quick, detail="wall and CPU time")
     model, split = fit_digits_cnn(seed=0, progress=False)
     x, y = split.x_test[:images], split.y_test[:images]
     audit = RobustnessAudit(model, domain=(0.0, 1.0), progress=False, keep_maps=False)
@@ -192,24 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     text = "\n".join(out)
     print(text, flush=True)
-    elapsed = time.perf_counter() - start
-    load_end = load_average()
-    print(f"\nTotal wall time: {elapsed:.0f} s; load average at the end {load_end[0]:.1f}")
-    path = write_results(
-        "bench_audit_quick" if args.quick else "bench_audit",
+    run.finish(
         {
-            "quick": args.quick,
             "settings": audit.settings,
             "throughput": throughput,
             "stage_wall_s": stage_wall,
             "summary": summary,
             "records": records,
             "tables_markdown": text,
-            "wall_s": elapsed,
-            "load_average": {"start": load_start, "end": load_end},
-        },
+        }
     )
-    print(f"Results: {path}")
     return 0
 
 

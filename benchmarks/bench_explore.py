@@ -35,13 +35,12 @@ from _common import (
     fmt_ratio,
     fmt_time,
     interleaved,
-    load_average,
     markdown_table,
     measure_peak,
     repeat,
     setup_torch,
+    start_run,
     verdict,
-    write_results,
 )
 from torch import nn
 
@@ -509,12 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     args.drift_steps = 200 if args.quick else 1000
     args.drift_batch = 4 if args.quick else 8
     args.peak_reset = can_reset_peak()
-    start, load_start = time.perf_counter(), load_average()
-    print(
-        f"# bench_explore ({'quick' if args.quick else 'full'}): torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread, CPU-time medians, load average {load_start[0]:.1f}",
-        flush=True,
-    )
+    run = start_run("bench_explore", args.quick)
 
     def stage(name: str, t0: float) -> None:
         print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
@@ -561,22 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     stage("drift", t0)
 
     text = report(steps, throughput, drift, args)
-    elapsed = time.perf_counter() - start
-    load_end = load_average()
-    print(f"\nTotal wall time: {elapsed:.0f} s; load average at the end {load_end[0]:.1f}")
-    path = write_results(
-        "bench_explore_quick" if args.quick else "bench_explore",
-        {
-            "quick": args.quick,
-            "steps": steps,
-            "throughput": throughput,
-            "drift": drift,
-            "tables_markdown": text,
-            "wall_s": elapsed,
-            "load_average": {"start": load_start, "end": load_end},
-        },
-    )
-    print(f"Results: {path}")
+    run.finish({"steps": steps, "throughput": throughput, "drift": drift, "tables_markdown": text})
     return 0
 
 

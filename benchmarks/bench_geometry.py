@@ -41,15 +41,14 @@ from _common import (
     fmt_ms,
     fmt_ratio,
     interleaved,
-    load_average,
     markdown_table,
     measure_peak,
     repeat,
     run_child,
     setup_torch,
+    start_run,
     time_once,
     verdict,
-    write_results,
 )
 from torch import nn
 
@@ -589,7 +588,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     setup_torch(1)
-    start = time.perf_counter()
     args.budget = args.budget or (0.4 if args.quick else 1.2)
     args.min_repeats = 3 if args.quick else 5
     args.authors_limit = 5.0 if args.quick else AUTHORS_LIMIT_S
@@ -599,13 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     args.peak_reset = can_reset_peak()
     warm_up_paths()
     per_n3 = calibrate_eigh()
-    load_start = load_average()
-    print(
-        f"# bench_geometry ({'quick' if args.quick else 'full'}): torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread, CPU-time medians, eigh(784) = "
-        f"{per_n3 * 784**3 * 1e3:.0f} ms, peak-RSS reset: {args.peak_reset}, "
-        f"load average {load_start[0]:.1f} on {os.cpu_count()} cores",
-        flush=True,
+    run = start_run(
+        "bench_geometry",
+        args.quick,
+        detail=f"CPU-time medians, eigh(784) = {per_n3 * 784**3 * 1e3:.0f} ms, peak-RSS reset: "
+        f"{args.peak_reset}, {os.cpu_count()} cores",
     )
     records = []
     for case in case_list(args.quick):
@@ -629,22 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     solvers = bench_solvers(args)
     print(f"  solvers: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     text = print_tables(records, solvers)
-    elapsed = time.perf_counter() - start
-    load_end = load_average()
-    print(f"\nTotal wall time: {elapsed:.0f} s; load average at the end {load_end[0]:.1f}")
-    path = write_results(
-        "bench_geometry_quick" if args.quick else "bench_geometry",
-        {
-            "quick": args.quick,
-            "budget_s": args.budget,
-            "cases": records,
-            "solvers": solvers,
-            "tables_markdown": text,
-            "wall_s": elapsed,
-            "load_average": {"start": load_start, "end": load_end},
-        },
+    run.finish(
+        {"budget_s": args.budget, "cases": records, "solvers": solvers, "tables_markdown": text}
     )
-    print(f"Results: {path}")
     return 0
 
 
