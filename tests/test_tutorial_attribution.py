@@ -1,14 +1,11 @@
 """Executes tutorials/simec_vs_integrated_gradients.py as a script; checks its numbers and files."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "simec_vs_integrated_gradients.py"
+from tests.tutorials import run_tutorial
+
 FIGURES = (
     "maps.png",
     "comparison.png",
@@ -21,16 +18,7 @@ FIGURES = (
 
 @pytest.mark.slow
 def test_simec_vs_integrated_gradients_tutorial_runs(tmp_path):
-    completed = subprocess.run(
-        [sys.executable, str(TUTORIAL)],
-        cwd=TUTORIAL.parents[1],
-        env={**os.environ, "CAPTUM_SIMEC_TUTORIAL_OUT": str(tmp_path), "MPLBACKEND": "Agg"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    out = completed.stdout
+    out = run_tutorial("simec_vs_integrated_gradients.py", tmp_path, timeout=240)
     assert "relevance == Saliency(abs=True): True" in out
     assert "rank [9, 9, 9, 9] null dimension [775, 775, 775, 775]" in out
     assert "| SiMEC relevance |" in out and "| IntegratedGradients |" in out

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "robustness_audit.py"
+from tests.tutorials import run_tutorial
 
 
 @pytest.mark.slow
 def test_robustness_audit_tutorial_runs(tmp_path):
-    environment = {**os.environ, "CAPTUM_SIMEC_TUTORIAL_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
-    done = subprocess.run(
-        [sys.executable, str(TUTORIAL)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    printed = done.stdout
+    printed = run_tutorial("robustness_audit.py", tmp_path)
     assert "first call audited 16, the resumed call 8" in printed
     assert "class   n   acc  flip  walk L2  PGD L2  ratio" in printed
     ratio = float(printed.split("median flip / PGD ratio: L2 ")[1].split(",")[0])

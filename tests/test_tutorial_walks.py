@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from captum_simec.datasets import DATA_ENV_VAR, shared_data_dir
+from tests.tutorials import run_tutorial
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "tutorials" / "walks_inside_and_across_classes.py"
+TUTORIAL = "walks_inside_and_across_classes.py"
 FIGURES = (
     "toy_relu_3d.png",
     "toy_leaky_line.png",
@@ -26,22 +24,10 @@ FIGURES = (
 
 
 def _run(out: Path, **environment: str) -> str:
-    env = {**os.environ, "CAPTUM_SIMEC_TUTORIAL_OUT": str(out), "MPLBACKEND": "Agg"}
-    env.update(environment)
-    done = subprocess.run(
-        [sys.executable, str(TUTORIAL)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=out,
-    )
-    print(done.stdout)
-    assert done.returncode == 0, done.stderr[-3000:]
+    printed = run_tutorial(TUTORIAL, out, **environment)
     for name in FIGURES:
         path = out / name
         assert path.is_file() and path.stat().st_size > 1000, name
-    printed = done.stdout
     assert "x - y + z in [2.050000000000, 2.050000000000]" in printed
     assert "stopped by 'rank_change'" in printed
     assert "rank [9, 9], null dimension [775, 775]" in printed
