@@ -197,3 +197,11 @@ def test_vectors_of_the_wrong_shape(model, x):
     spec = pullback_spectrum(model, x)
     with pytest.raises(ValueError, match="match neither"):
         spec.project_null(torch.randn(3, 5))
+
+
+def test_large_finite_inputs_are_accepted(model):
+    # the sum overflows to inf, but every element is finite: not an error
+    x = torch.full((3, 6), 3e38)
+    assert not torch.isfinite(x.sum())
+    spec = pullback_spectrum(lambda v: v[:, :2] * 1e-38, x)
+    assert spec.rank.tolist() == [2, 2, 2]
