@@ -16,20 +16,18 @@ Three defects of Captum 0.9.0 are worked around here rather than inherited:
   reach the L2-optimal direction even on a linear model. The L2 steps here are normalised
   gradient steps and the L2 random start samples uniformly in each example's own ball.
 * ``captum.robust.FGSM``'s default loss is ``-log(output)``, which assumes the model outputs
-  probabilities. Here the loss is always cross-entropy on the model outputs read as logits
-  (which is also right for log-softmax outputs, since log-softmax is shift-invariant).
+  probabilities, and it treats every gradient entry below ``1e-6`` as zero. Here the loss is
+  always computed on the model outputs read as logits (also right for log-softmax outputs,
+  since log-softmax is shift-invariant), and the signed step is ``sign(grad)`` exactly.
 
-The cross-entropy gradient ``softmax(z) - onehot(y)`` underflows for confident predictions
-and Captum's FGSM zeroes every gradient entry below ``1e-6``. The loss is therefore
-differentiated in the equivalent *log-odds* form ``logsumexp_{k != y} z_k - z_y``:
-cross-entropy equals ``softplus`` of it, a strictly increasing function, so the gradient has
-exactly the same direction (same sign, same normalised L2 direction) but never underflows.
+The cross-entropy gradient ``softmax(z) - onehot(y)`` underflows for confident predictions.
+The loss is therefore differentiated in the equivalent *log-odds* form
+``logsumexp_{k != y} z_k - z_y``: cross-entropy equals ``softplus`` of it, a strictly
+increasing function, so the gradient has exactly the same direction (same sign, same
+normalised L2 direction) but never underflows.
 
 Captum's attack classes take one scalar epsilon / radius per call, while the bisection needs
-a different radius per example. The L-inf signed-gradient step is computed by Captum's public
-:class:`captum.robust.FGSM` (called with ``epsilon=1`` and our loss); the per-example step
-length, the projection on each example's ball and the domain box are applied here. The L2
-steps (fast gradient method and L2 PGD) are computed here, for the reasons above.
+a different radius per example, so the steps are computed here, per example.
 
 Layout (like Captum's ``robust/_core``): :mod:`.result` (the result type and the norms),
 ``_inputs`` (input checks and the validated rows), ``_losses`` (what the attacks ascend),

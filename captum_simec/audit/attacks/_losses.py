@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum.robust import FGSM
 from torch import Tensor
 
 from captum_simec._validation import check_choice
@@ -82,28 +81,19 @@ def ascent_direction(
 ) -> tuple[Tensor, Tensor]:
     """Unit ascent direction of ``loss_fn`` at ``x``, and the logits at ``x``.
 
-    For ``Linf`` the direction is Captum FGSM's signed gradient (``epsilon=1``, our loss);
-    for ``L2`` it is the gradient divided by its per-example L2 norm (zero where the gradient
-    vanishes).
+    ``sign(grad)`` for ``Linf`` (the FGSM step; exactly zero only where the gradient is), and
+    ``grad / ||grad||_2`` per example for ``L2`` (zero where the gradient vanishes).
 
     Returns:
         ``(direction, logits)`` with shapes ``x.shape`` and ``(n, C)``; both detached.
     """
-    stash: dict[str, Tensor] = {}
-
-    def loss_func(outputs: Tensor, target: Tensor) -> Tensor:
-        stash["logits"] = outputs.detach()
-        return loss_fn(outputs, target)
-
     xg = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xg, *args)
+        (grad,) = torch.autograd.grad(loss_fn(logits, labels).sum(), xg)
     if norm == "Linf":
-        fgsm = FGSM(model, loss_func=loss_func)
-        stepped = fgsm.perturb(xg, 1.0, labels, additional_forward_args=args or None)
-        direction = torch.sign(stepped.detach() - x)
+        direction = torch.sign(grad)
     else:
-        with torch.enable_grad():
-            loss = loss_func(model(xg, *args), labels)
-            (grad,) = torch.autograd.grad(loss.sum(), xg)
         length = per_example(l2_norm(grad), grad)
         direction = torch.where(length > 0, grad / length.clamp_min(1e-30), torch.zeros_like(grad))
-    return direction.detach(), stash["logits"]
+    return direction.detach(), logits.detach()

@@ -34,11 +34,9 @@ def min_fgsm_epsilon(
     """Per-example smallest FGSM step that changes the predicted class.
 
     The gradient of the loss is taken once at the clean input; the adversarial at radius
-    ``eps`` is ``clip(x + eps * d)`` with ``d = sign(grad)`` (``Linf``, computed by Captum's
-    :class:`~captum.robust.FGSM`, including its ``1e-6`` zero-gradient threshold) or
-    ``d = grad / ||grad||_2`` (``L2``, the fast gradient method, computed here because
-    Captum's FGSM only takes signed steps). The loss is never Captum's default
-    ``-log(output)``, which assumes probabilities.
+    ``eps`` is ``clip(x + eps * d)`` with ``d = sign(grad)`` (``Linf``: FGSM) or
+    ``d = grad / ||grad||_2`` (``L2``: the fast gradient method). The loss is never Captum's
+    default ``-log(output)``, which assumes probabilities.
 
     Each example gets its own radius from a vectorised bisection on ``(0, eps_max]`` (see
     :mod:`~captum_simec.audit.attacks.search`). The bisection assumes that a flip at radius

@@ -120,13 +120,12 @@ def min_pgd_epsilon(
     """Per-example smallest PGD radius that changes the predicted class.
 
     For a candidate radius ``r_i`` per example, PGD runs ``steps`` iterations of: ascent step
-    of length ``step_fraction * r_i`` (signed gradient for ``Linf``, computed by Captum's
-    :class:`~captum.robust.FGSM`; normalised gradient for ``L2``), projection on example
-    ``i``'s own ball of radius ``r_i``, clipping to the domain box. An example stops at the
-    first iterate that flips. A vectorised bisection on ``(0, eps_max]`` then narrows every
-    example's radius at once; examples already resolved keep their interval. Like any attack,
-    the result is an upper bound on the true minimal radius (up to ``tol``); the bisection
-    assumes flips are monotone in the radius.
+    of length ``step_fraction * r_i`` (``sign(grad)`` for ``Linf``, ``grad / ||grad||_2`` for
+    ``L2``), projection on example ``i``'s own ball of radius ``r_i``, clipping to the domain
+    box. An example stops at the first iterate that flips. A vectorised bisection on
+    ``(0, eps_max]`` then narrows every example's radius at once; examples already resolved
+    keep their interval. Like any attack, the result is an upper bound on the true minimal
+    radius (up to ``tol``); the bisection assumes flips are monotone in the radius.
 
     Args:
         model: classifier in eval mode returning ``(B, C)`` logits (or log-probabilities).
