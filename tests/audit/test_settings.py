@@ -1,4 +1,4 @@
-"""The audit's settings: one place for their defaults and their checks."""
+"""The audit's settings: one place for their defaults and checks, read by the command line."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from captum_simec.audit import AuditSettings, RobustnessAudit
+from captum_simec.cli import build_parser
 
 from .helpers import tiny_mlp
+
+AUDIT_ARGS = ["audit", "--model", "m.py:make", "--data", "d.pt"]
 
 
 def test_defaults_are_class_attributes():
@@ -19,6 +22,18 @@ def test_defaults_are_class_attributes():
         if setting.name != "domain":
             assert getattr(audit, setting.name) == getattr(RobustnessAudit, setting.name)
     assert RobustnessAudit.simec_steps == AuditSettings.simec_steps == 20
+
+
+def test_command_line_reads_the_defaults_from_the_class(monkeypatch):
+    args = build_parser().parse_args(AUDIT_ARGS)
+    assert args.simec_steps == RobustnessAudit.simec_steps
+    assert args.simexp_steps == RobustnessAudit.simexp_steps
+    assert args.pgd_steps == RobustnessAudit.pgd_steps
+    assert args.attacks == list(RobustnessAudit.attacks)
+    # one --step-size sets both walks: their defaults must agree
+    assert args.step_size == RobustnessAudit.simec_step_size == RobustnessAudit.simexp_step_size
+    monkeypatch.setattr(RobustnessAudit, "simexp_steps", 77)
+    assert build_parser().parse_args(AUDIT_ARGS).simexp_steps == 77
 
 
 def test_settings_are_normalised_and_stored_as_json():
