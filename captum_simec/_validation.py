@@ -141,8 +141,8 @@ def check_input_tensor(value: Any, name: str = "inputs", min_dim: int = 1) -> Te
         raise TypeError(f"`{name}` must be a tensor, got {type(value).__name__}.")
     if not value.is_floating_point():
         raise TypeError(
-            f"`{name}` has dtype {value.dtype}; it must be a floating-point tensor: convert it "
-            "with `.float()` (or `.double()`)."
+            f"`{name}` has dtype {value.dtype}; it must hold floating point values: convert "
+            "it with `.float()` (or `.double()`)."
         )
     if value.dim() < min_dim:
         features = " and features a dimension of their own (x[:, None])" if min_dim > 1 else ""

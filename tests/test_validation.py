@@ -56,7 +56,7 @@ def test_check_input_tensor():
     with pytest.raises(TypeError, match="`inputs` must be a tensor, got tuple"):
         check_input_tensor((x,))
     with pytest.raises(
-        TypeError, match=r"`data` has dtype torch.int64; it must be a floating-point.*\.float\(\)"
+        TypeError, match=r"`data` has dtype torch.int64; it must hold floating point.*\.float\(\)"
     ):
         check_input_tensor(x.long(), "data")
     with pytest.raises(ValueError, match=r"batch dimension \(x\[None\]\)"):

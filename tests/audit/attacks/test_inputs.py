@@ -107,7 +107,7 @@ def test_error_paths(fn):
 
     raises(ValueError, "model.eval", model=linear(6, 2, seed=1).train())
     raises(TypeError, "`model` must be a torch.nn.Module or another callable", model=3)
-    raises(TypeError, r"floating-point.*\.float\(\)", inputs=x.to(torch.int64))
+    raises(TypeError, r"floating point.*\.float\(\)", inputs=x.to(torch.int64))
     raises(TypeError, "`inputs` must be a tensor, got tuple", inputs=(x,))
     raises(ValueError, "empty batch", inputs=x[:0])
     bad = x.clone()
