@@ -21,6 +21,8 @@ from captum._utils.common import (
 )
 from torch import Tensor
 
+from captum_simec._validation import check_input_tensor
+
 __all__ = [
     "TargetType",
     "expand_additional_forward_args",
@@ -59,21 +61,7 @@ def format_inputs(inputs: Tensor | tuple[Tensor, ...], name: str = "inputs") -> 
     if len(formatted) == 0:
         raise ValueError(f"`{name}` is an empty tuple; pass at least one tensor.")
     for i, tensor in enumerate(formatted):
-        where = name if len(formatted) == 1 else f"{name}[{i}]"
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"`{where}` must be a tensor, got {type(tensor).__name__}.")
-        if not tensor.is_floating_point():
-            raise TypeError(
-                f"`{where}` has dtype {tensor.dtype}; the pullback metric needs a floating "
-                "point input: convert it with `.float()` (or `.double()`)."
-            )
-        if tensor.dim() == 0:
-            raise ValueError(
-                f"`{where}` is a scalar; dim 0 is the batch: pass at least shape (1,)."
-            )
-        # the sum is finite unless some element is not (or it overflows): one cheap pass
-        if not torch.isfinite(tensor.sum()) and not torch.isfinite(tensor).all():
-            raise ValueError(f"`{where}` contains NaN or inf values; clean the input first.")
+        check_input_tensor(tensor, name if len(formatted) == 1 else f"{name}[{i}]")
     batch = formatted[0].shape[0]
     if any(t.shape[0] != batch for t in formatted):
         sizes = [t.shape[0] for t in formatted]

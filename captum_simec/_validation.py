@@ -16,9 +16,12 @@ from torch import Tensor
 
 __all__ = [
     "check_bool",
+    "check_callable",
     "check_choice",
+    "check_input_tensor",
     "check_int",
     "check_labels",
+    "check_non_negative",
     "check_positive",
 ]
 
@@ -60,24 +63,96 @@ def check_positive(value: Any, name: str, hint: str = "") -> float:
         TypeError: not an int or float (bools are refused).
         ValueError: zero, negative, NaN or infinite.
     """
-    suffix = f" {hint}" if hint else ""
+    number = _check_real(value, name, "a positive number", hint)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(
+            f"`{name}` must be a positive finite number, got {value!r}.{_suffix(hint)}"
+        )
+    return number
+
+
+def check_non_negative(value: Any, name: str, hint: str = "") -> float:
+    """`value` as a float when it is a finite number >= 0 (arguments as in `check_positive`).
+
+    Raises:
+        TypeError: not an int or float (bools are refused).
+        ValueError: negative, NaN or infinite.
+    """
+    number = _check_real(value, name, "a number >= 0", hint)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.{_suffix(hint)}")
+    return number
+
+
+def _suffix(hint: str) -> str:
+    return f" {hint}" if hint else ""
+
+
+def _check_real(value: Any, name: str, what: str, hint: str) -> float:
+    """`value` as a float when it is an int or a float (not a bool); else TypeError."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(
-            f"`{name}` must be a positive number, got {type(value).__name__} {value!r}.{suffix}"
+            f"`{name}` must be {what}, got {type(value).__name__} {value!r}.{_suffix(hint)}"
         )
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.{suffix}")
     return float(value)
 
 
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    """`value` when it is one of `choices`.
+def check_choice(value: Any, name: str, choices: Sequence[str], ignore_case: bool = False) -> str:
+    """`value` when it is one of `choices`; with `ignore_case`, the choice it spells.
 
     Raises:
         ValueError: any other value (the message lists the choices).
     """
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}.")
+    if isinstance(value, str):
+        for choice in choices:
+            if value == choice or (ignore_case and value.lower() == choice.lower()):
+                return choice
+    case = " (in any case)" if ignore_case else ""
+    raise ValueError(f"`{name}` must be one of {tuple(choices)}{case}, got {value!r}.")
+
+
+def check_callable(value: Any, name: str) -> Any:
+    """`value` when it can be called (a module or a function).
+
+    Raises:
+        TypeError: anything that cannot be called.
+    """
+    if not callable(value):
+        raise TypeError(
+            f"`{name}` must be a torch.nn.Module or another callable, got {type(value).__name__}."
+        )
+    return value
+
+
+def check_input_tensor(value: Any, name: str = "inputs", min_dim: int = 1) -> Tensor:
+    """`value` when it is one finite floating-point tensor whose dim 0 is the batch.
+
+    Args:
+        value: the argument.
+        name: its name, for the messages.
+        min_dim: the fewest dimensions it may have (2 when features need a dimension of
+            their own).
+
+    Raises:
+        TypeError: not a tensor (a tuple of several inputs included), or not floating point.
+        ValueError: fewer than `min_dim` dimensions, or NaN or inf values.
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(f"`{name}` must be a tensor, got {type(value).__name__}.")
+    if not value.is_floating_point():
+        raise TypeError(
+            f"`{name}` has dtype {value.dtype}; it must hold floating point values: convert "
+            "it with `.float()` (or `.double()`)."
+        )
+    if value.dim() < min_dim:
+        features = " and features a dimension of their own (x[:, None])" if min_dim > 1 else ""
+        raise ValueError(
+            f"`{name}` has shape {tuple(value.shape)}: dim 0 is the batch, so a single example "
+            f"needs a batch dimension (x[None]){features}."
+        )
+    # the sum is finite unless some element is not (or it overflows): one cheap pass
+    if not torch.isfinite(value.sum()) and not torch.isfinite(value).all():
+        raise ValueError(f"`{name}` contains NaN or inf values; clean or drop those examples.")
     return value
 
 

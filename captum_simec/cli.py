@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from captum_simec.audit.robustness import RobustnessAudit
+
 __all__ = ["UsageError", "build_parser", "load_data", "load_model", "main"]
 
 _METRICS = ("euclidean", "fisher", "margin", "target", "topk")
@@ -442,21 +444,21 @@ def build_parser() -> argparse.ArgumentParser:
     walks.add_argument(
         "--simec-steps",
         type=int,
-        default=20,
+        default=RobustnessAudit.simec_steps,
         metavar="K",
         help="SiMEC (class extent) steps; 0 skips (default: %(default)s)",
     )
     walks.add_argument(
         "--simexp-steps",
         type=int,
-        default=300,
+        default=RobustnessAudit.simexp_steps,
         metavar="K",
         help="most SiMExp (flip) steps; 0 skips (default: %(default)s)",
     )
     walks.add_argument(
         "--step-size",
         type=float,
-        default=0.05,
+        default=RobustnessAudit.simec_step_size,
         metavar="D",
         help="step length of both walks, in input units (default: %(default)s)",
     )
@@ -487,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     attacks.add_argument(
         "--attacks",
         nargs="+",
-        default=["fgsm", "pgd"],
+        default=list(RobustnessAudit.attacks),
         choices=["fgsm", "pgd", "deepfool"],
         help="attacks to compare with (default: fgsm pgd)",
     )
@@ -495,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     attacks.add_argument(
         "--pgd-steps",
         type=int,
-        default=20,
+        default=RobustnessAudit.pgd_steps,
         metavar="K",
         help="PGD iterations per radius (default: %(default)s)",
     )

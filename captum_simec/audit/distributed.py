@@ -44,18 +44,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from captum_simec.audit.robustness import (
-    AuditResult,
-    RobustnessAudit,
-    completed_indices,
-    load_audit,
-    prepare_output,
-)
+from captum_simec.audit.records import AuditResult
+from captum_simec.audit.robustness import RobustnessAudit
+from captum_simec.audit.store import _completed_indices, _prepare_output, load_audit
 
-__all__ = ["audit_distributed", "distributed_loader", "init_distributed"]
+__all__ = ["audit_distributed"]
 
 
-def init_distributed(
+def _init_distributed(
     backend: str | None = None, timeout: timedelta = timedelta(hours=12)
 ) -> tuple[int, int, bool]:
     """Joins the process group that ``torchrun`` describes in the environment.
@@ -78,7 +74,7 @@ def init_distributed(
     return dist.get_rank(), dist.get_world_size(), True
 
 
-def distributed_loader(
+def _distributed_loader(
     data: Tensor | Dataset | DataLoader,
     labels: Tensor | Sequence[int] | None,
     batch_size: int,
@@ -138,21 +134,21 @@ def audit_distributed(
         RuntimeError: on every rank, when rank 0 finds `out` unusable (records there without
             ``resume``, or different settings).
     """
-    rank, world, initialised = init_distributed(backend)
+    rank, world, initialised = _init_distributed(backend)
     if world == 1:
         return audit.run(data, labels, out=out, batch_size=batch_size, resume=resume)
     try:
         problem: list[str | None] = [None]
         if rank == 0:
             try:
-                prepare_output(out, audit.settings, resume)
+                _prepare_output(out, audit.settings, resume)
             except (FileExistsError, ValueError) as error:
                 problem = [str(error)]
         dist.broadcast_object_list(problem, src=0)
         if problem[0] is not None:
             raise RuntimeError(problem[0])
-        skip = completed_indices(out) if resume else set()
-        loader = distributed_loader(data, labels, batch_size, rank, world)
+        skip = _completed_indices(out) if resume else set()
+        loader = _distributed_loader(data, labels, batch_size, rank, world)
         shard = audit.audit_shard(
             loader,
             out=out,

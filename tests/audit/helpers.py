@@ -50,3 +50,14 @@ def assert_same_records(first: list[dict], second: list[dict], atol: float = 1e-
                 assert bool(same), (a["index"], key, a[key], b[key])
             else:
                 assert a[key] == b[key], (a["index"], key, a[key], b[key])
+
+
+#: A quick audit of the tiny MLP on the unit box (a few walk steps, five PGD steps).
+AUDIT_SETTINGS = {
+    "domain": (0.0, 1.0),
+    "simec_steps": 3,
+    "simexp_steps": 40,
+    "simexp_step_size": 0.05,
+    "pgd_steps": 5,
+    "progress": False,
+}

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from captum_simec.audit.robustness import RobustnessAudit
+from captum_simec.audit import RobustnessAudit
 
 from .helpers import tiny_data, tiny_mlp
 

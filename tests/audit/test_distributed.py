@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from captum_simec.audit.distributed import audit_distributed, distributed_loader
-from captum_simec.audit.robustness import RobustnessAudit, load_audit
+from captum_simec.audit import RobustnessAudit, audit_distributed, load_audit
+from captum_simec.audit.distributed import _distributed_loader
 from captum_simec.cli import main
 
 from .helpers import assert_same_records, tiny_data, tiny_mlp
@@ -70,6 +70,6 @@ def test_single_process_fallback_and_loader(tmp_path):
     result = audit_distributed(audit, x, tmp_path, labels=y, batch_size=2)
     assert len(result) == 5 and (tmp_path / "records.csv").is_file()
     assert len(load_audit(tmp_path)) == 5
-    loader = distributed_loader(x, y, batch_size=2, rank=1, world_size=2)
+    loader = _distributed_loader(x, y, batch_size=2, rank=1, world_size=2)
     assert list(loader.sampler) == [1, 3, 0]
-    assert distributed_loader(loader, None, batch_size=9, rank=0, world_size=2) is loader
+    assert _distributed_loader(loader, None, batch_size=9, rank=0, world_size=2) is loader

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captum_simec.audit.robustness import RobustnessAudit
+from captum_simec.audit import RobustnessAudit
 
 from .helpers import Linear
 
