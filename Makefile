@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-captum08 lint format bench venv clean docs
+.PHONY: demo test test-fast test-captum08 lint format bench venv clean docs tutorials
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ $(DOCS_STAMP): $(STAMP)
 docs: $(DOCS_STAMP)
 	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
+
+# Executed notebooks tutorials/*.ipynb from the percent scripts (commit them), then the check
+# that each matches its script.
+tutorials: $(DOCS_STAMP)
+	$(BIN)/python docs/build_notebooks.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_notebooks.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
