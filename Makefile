@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
 .PHONY: demo test test-fast test-captum08 lint format bench venv clean docs tutorials
 
@@ -26,7 +27,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint $(DOCS_STAMP)
 	$(BIN)/python -m pytest -q
 	$(MAKE) test-captum08
 	$(MAKE) docs
@@ -44,7 +45,6 @@ test-fast: lint
 	$(BIN)/python -m pytest -q --fast
 
 # The docs extra (Sphinx, MyST, Furo; jupytext, nbclient, ipykernel) for `docs` and `tutorials`.
-DOCS_STAMP := $(VENV)/.docs-installed
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c requirements-dev.txt -e ".[dev,docs]"
 	touch $(DOCS_STAMP)
