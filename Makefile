@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: demo test test-fast test-captum08 lint format bench venv clean
+.PHONY: demo test test-fast test-captum08 lint format bench venv clean docs tutorials
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +27,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint $(DOCS_STAMP)
 	$(BIN)/python -m pytest -q
 	$(MAKE) test-captum08
+	$(MAKE) docs
 
 # The attribution and geometry tests again against the oldest supported Captum (0.8.0),
 # installed beside the development one and put first on the path.
@@ -42,8 +44,24 @@ test-captum08: $(STAMP)
 test-fast: lint
 	$(BIN)/python -m pytest -q --fast
 
+# The docs extra (Sphinx, MyST, Furo; jupytext, nbclient, ipykernel) for `docs` and `tutorials`.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements-dev.txt -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+# The API reference in docs/_build/html (fresh each time; a warning fails the build).
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
+# Executed notebooks tutorials/*.ipynb from the percent scripts (commit them), then the check
+# that each matches its script.
+tutorials: $(DOCS_STAMP)
+	$(BIN)/python docs/build_notebooks.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_notebooks.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache docs/_build docs/api

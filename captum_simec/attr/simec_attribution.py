@@ -285,9 +285,9 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
     probability of the predicted class, 20 steps, 64 test digits; black / uniform / mean
     baselines; lower is better):
 
-    ==================  =========================  ==========================
+    =================== =========================  ==========================
     map                 MLP 64-64-64, 8x8 digits   PaperMNISTCNN, 28x28 digits
-    ==================  =========================  ==========================
+    =================== =========================  ==========================
     "target" (Saliency) 0.126 / 0.235 / 0.170      0.205 / 0.453 / 0.375
     "margin"            0.218 / 0.302 / 0.325      0.202 / 0.451 / 0.377
     "euclidean"         0.252 / 0.275 / 0.325      0.167 / 0.409 / 0.331
@@ -295,7 +295,7 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
     flip                0.148 / 0.196 / 0.140      0.194 / 0.401 / 0.327
     IG, black baseline  0.039 / 0.353 / 0.137      0.040 / 0.500 / 0.096
     random order        0.499 / 0.505 / 0.585      0.605 / 0.720 / 0.777
-    ==================  =========================  ==========================
+    =================== =========================  ==========================
 
     Of the target-specific metrics ``"target"`` is best or tied, and is exactly Saliency, a
     built-in cross-check. IG wins with the black baseline it integrates from (deletion to

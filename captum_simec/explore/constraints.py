@@ -11,18 +11,29 @@ Two ways to keep a walk inside it:
   clipped part of a null step leaves the class.
 
 Setting ``lower == upper`` for a feature pins it: it never moves.
+
+Start points may sit a rounding error outside the box: data normalised in float32 as
+``(x - mean) / std`` and bounds computed the same way in Python floats differ by an ulp. A
+start point within `ULPS` units in the last place of a bound (in the coarser of the input's
+and the bound's precision, at the box's scale `max(|lower|, |upper|)`) is clipped onto it;
+one farther out is refused, with how far out it lies.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import Tensor
 
-__all__ = ["CONSTRAINTS", "BoundBox", "Box", "as_box"]
+__all__ = ["CONSTRAINTS", "ULPS", "BoundBox", "Box", "as_box"]
 
 CONSTRAINTS = ("freeze", "clamp")
+
+ULPS = 4
+"""Start points within this many units in the last place of a bound count as on it."""
 
 BoundType = float | int | Tensor
 BoundsType = BoundType | tuple[BoundType, ...]
@@ -46,11 +57,25 @@ def _as_parts(bound: BoundsType, count: int, name: str) -> tuple[Tensor, ...]:
                 f"`domain` {name} must be a number, a tensor or a tuple of them, "
                 f"got {type(part).__name__}."
             )
-        tensor = torch.as_tensor(part).detach()
+        # Python numbers keep their float64 precision (the default dtype would round them)
+        tensor = (
+            part.detach() if isinstance(part, Tensor) else torch.tensor(part, dtype=torch.float64)
+        )
         if tensor.is_complex() or not torch.isfinite(tensor.double()).all():
             raise ValueError(f"`domain` {name} must be finite real numbers.")
         tensors.append(tensor.double())
     return tuple(tensors)
+
+
+def _precision(bound: BoundsType) -> float:
+    """Machine epsilon of the coarsest part of `bound` (Python numbers are float64)."""
+    parts = bound if isinstance(bound, tuple) else (bound,)
+    return max(
+        torch.finfo(part.dtype).eps
+        if isinstance(part, Tensor) and part.is_floating_point()
+        else torch.finfo(torch.float64).eps
+        for part in parts
+    )
 
 
 class Box:
@@ -94,7 +119,11 @@ class Box:
     def bind(
         self, input_shapes: tuple[torch.Size, ...], dtype: torch.dtype, device: torch.device
     ) -> BoundBox:
-        """Flattens the bounds to the walk's flat coordinates (length n)."""
+        """Flattens the bounds to the walk's flat coordinates (length n).
+
+        The start-point tolerance is `ULPS * eps * max(|lower|, |upper|)` per feature, with
+        `eps` the machine epsilon of the coarser of `dtype` and the bounds' own precision.
+        """
 
         def flat(bound: BoundsType, name: str) -> Tensor:
             pieces = []
@@ -110,7 +139,10 @@ class Box:
                     ) from error
             return torch.cat(pieces).to(device=device, dtype=dtype)
 
-        return BoundBox(flat(self.lower, "lower"), flat(self.upper, "upper"), self.constraint)
+        lower, upper = flat(self.lower, "lower"), flat(self.upper, "upper")
+        eps = max(torch.finfo(dtype).eps, _precision(self.lower), _precision(self.upper))
+        tolerance = ULPS * eps * torch.maximum(lower.abs(), upper.abs())
+        return BoundBox(lower, upper, self.constraint, tolerance, tuple(input_shapes))
 
     def __repr__(self) -> str:
         def show(bound: BoundsType) -> str:
@@ -136,12 +168,16 @@ class BoundBox:
 
     A coordinate within `slack` (a few ulps of the bound's magnitude) of a bound counts as on
     it, so that rounding never leaves a coordinate a hair inside a bound, where it would cut
-    every later step short.
+    every later step short. A start point within `tolerance` (n,) outside a bound is clipped
+    onto it by `check_inside`; `shapes`, the per-example input shapes, name the features of
+    points farther out.
     """
 
     lower: Tensor
     upper: Tensor
     constraint: str = "freeze"
+    tolerance: Tensor | None = None
+    shapes: tuple[torch.Size, ...] | None = None
 
     @property
     def freezes(self) -> bool:
@@ -152,15 +188,51 @@ class BoundBox:
         scale = torch.maximum(self.lower.abs(), self.upper.abs()).clamp_min(1.0)
         return 64 * torch.finfo(self.lower.dtype).eps * scale
 
-    def check_inside(self, flat: Tensor) -> None:
-        """Raises ValueError if some start point lies outside the box."""
-        outside = ((flat < self.lower) | (flat > self.upper)).any(dim=1)
+    def check_inside(self, flat: Tensor) -> Tensor:
+        """Start points (batch, n) clipped onto the box, if they lie within `tolerance` of it.
+
+        Raises:
+            ValueError: some coordinate lies farther than `tolerance` outside the box; the
+                message names the examples, their farthest feature and how far out it lies.
+        """
+        excess = torch.maximum(self.lower - flat, flat - self.upper)
+        allowed = 0.0 if self.tolerance is None else self.tolerance
+        outside = (excess > allowed).any(dim=1)
         if outside.any():
-            examples = outside.nonzero().flatten().tolist()[:10]
-            raise ValueError(
-                f"`inputs` {examples} lie outside the `domain` box; start inside it (clip the "
-                "inputs to the box first) or widen the box."
+            raise ValueError(self._outside_message(flat, excess, outside))
+        return self.clamp(flat)
+
+    def _outside_message(self, flat: Tensor, excess: Tensor, outside: Tensor) -> str:
+        examples = outside.nonzero().flatten().tolist()
+        worst = excess.argmax(dim=1)
+        lines = []
+        for example in examples[:5]:
+            i = int(worst[example])
+            below = bool(flat[example, i] < self.lower[i])
+            side, value = (
+                ("below the lower", self.lower[i]) if below else ("above the upper", self.upper[i])
             )
+            lines.append(
+                f"example {example}, {self._feature_name(i)}: {float(excess[example, i]):.4g} "
+                f"{side} bound {float(value):.6g}"
+            )
+        more = f" (and {len(examples) - 5} more examples)" if len(examples) > 5 else ""
+        tolerance = 0.0 if self.tolerance is None else float(self.tolerance.max())
+        return (
+            f"`inputs` lie outside the `domain` box: {'; '.join(lines)}{more}. Points within "
+            f"{tolerance:.2g} ({ULPS} ulps: rounding) of a bound are clipped onto it; these are "
+            "farther out. Start inside the box (clip the inputs to it first) or widen the box."
+        )
+
+    def _feature_name(self, index: int) -> str:
+        """`feature (c, h, w)` of a flat coordinate, with `of input k` for tuple inputs."""
+        if self.shapes is None:
+            return f"flat feature {index}"
+        starts = list(accumulate((shape.numel() for shape in self.shapes), initial=0))
+        k = bisect_right(starts, index) - 1
+        position = torch.unravel_index(torch.tensor(index - starts[k]), self.shapes[k])
+        name = f"feature {tuple(int(p) for p in position)}"
+        return name if len(self.shapes) == 1 else f"{name} of input {k}"
 
     def _at_lower(self, x: Tensor) -> Tensor:
         return x <= self.lower + self.slack

@@ -581,7 +581,7 @@ def run_walk(
     box = as_box(domain)
     bound: BoundBox | None = None if box is None else box.bind(shapes, dtype, device)
     if bound is not None:
-        bound.check_inside(x)
+        x = bound.check_inside(x)  # rounding-level excursions are clipped onto the box
     settings = as_corrector(corrector)
     rng = ExampleRNG(batch, seed, generator)
     model = _Model(

@@ -1,13 +1,19 @@
-"""Domain boxes: validation, shortened steps, freezing versus the papers' clamping."""
+"""Domain boxes: validation, rounding tolerance, shortened steps, freezing versus clamping."""
 
 import pytest
 import torch
+from torch import nn
 
+from captum_simec.datasets import load_mnist
 from captum_simec.explore import Box, simec, simexp
-from captum_simec.explore.constraints import as_box
+from captum_simec.explore.constraints import ULPS, as_box
 from tests.explore.helpers import linear_classifier, tanh_mlp
 
 SHAPE = (torch.Size([2]),)
+CPU = torch.device("cpu")
+# the usual MNIST normalisation, and its box computed the same way in Python floats
+MEAN, STD = 0.1307, 0.3081
+MNIST_BOX = ((0 - MEAN) / STD, (1 - MEAN) / STD)
 
 
 def _bound(lower, upper, constraint="freeze"):
@@ -58,11 +64,114 @@ def test_a_step_that_would_cross_a_bound_is_shortened_to_land_on_it():
     assert outward.tolist() == [[True, False]]
 
 
-def test_start_outside_the_box_is_refused():
-    with pytest.raises(ValueError, match="outside the `domain`"):
-        simec(
-            tanh_mlp(), torch.full((1, 6), 1.5, dtype=torch.float64), steps=2, domain=Box(0.0, 1.0)
-        )
+def test_start_outside_the_box_is_refused_with_where_and_how_far():
+    x = torch.full((2, 6), 0.5, dtype=torch.float64)
+    x[1, 4] = 1.5
+    with pytest.raises(
+        ValueError,
+        match=r"outside the `domain` box: example 1, feature \(4,\): 0.5 above the upper",
+    ):
+        simec(tanh_mlp(), x, steps=2, domain=Box(0.0, 1.0))
+
+
+def test_the_refusal_names_the_input_and_position_of_tuple_inputs():
+    shapes = (torch.Size([2]), torch.Size([2, 3]))
+    bound = Box(0.0, (1.0, 2.0)).bind(shapes, torch.float32, CPU)
+    flat = torch.full((3, 8), 0.5)
+    flat[2, 2 + 4] = -0.25  # input 1, position (1, 1)
+    with pytest.raises(
+        ValueError, match=r"example 2, feature \(1, 1\) of input 1: 0.25 below the lower bound 0"
+    ):
+        bound.check_inside(flat)
+
+
+def _ulps_outside(bound, ulps, dtype, direction):
+    """`bound` in `dtype`, moved `ulps` representable steps towards `direction` (+-inf)."""
+    value = torch.as_tensor(bound, dtype=dtype)
+    for _ in range(ulps):
+        value = torch.nextafter(value, torch.tensor(direction, dtype=dtype))
+    return value
+
+
+BOUND_FORMS = {
+    "python floats": lambda lo, hi, dtype: (lo, hi),
+    "0-d float64 tensors": lambda lo, hi, dtype: (torch.tensor(lo), torch.tensor(hi)),
+    "per-feature tensors in the input's dtype": lambda lo, hi, dtype: (
+        torch.tensor([lo, -1.0, 10.0], dtype=dtype),
+        torch.tensor([hi, 1.0, 1000.0], dtype=dtype),
+    ),
+}
+
+
+@pytest.mark.parametrize("form", list(BOUND_FORMS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_start_points_a_few_ulps_outside_are_clipped_onto_the_bound(dtype, form):
+    lower, upper = BOUND_FORMS[form](*MNIST_BOX, dtype)
+    bound = Box(lower, upper).bind((torch.Size([3]),), dtype, CPU)
+    x = bound.lower.clone().repeat(2, 1)  # example 0 on the lower bounds, example 1 above
+    x[1] = bound.upper
+    for i in range(3):  # two ulps outside every bound, of each feature's own magnitude
+        x[0, i] = _ulps_outside(bound.lower[i], 2, dtype, -torch.inf)
+        x[1, i] = _ulps_outside(bound.upper[i], 2, dtype, torch.inf)
+    assert ((x < bound.lower) | (x > bound.upper)).all()  # outside, not merely on
+    original = x.clone()
+    clipped = bound.check_inside(x)
+    assert torch.equal(clipped[0], bound.lower) and torch.equal(clipped[1], bound.upper)
+    assert torch.equal(x, original)  # the caller's points are left alone
+
+    far = x.clone()
+    far[1, 1] = bound.upper[1] + 1e-4 * (bound.upper[1] - bound.lower[1])
+    with pytest.raises(ValueError, match=r"example 1, feature \(1,\): 0.000[0-9]+ above"):
+        bound.check_inside(far)
+
+
+def test_the_tolerance_follows_the_coarser_precision_of_inputs_and_bounds():
+    lo, hi = MNIST_BOX
+    gap = 1e-9  # far above float64 rounding at this scale, far below float32 rounding
+    assert 10 * torch.finfo(torch.float64).eps * hi < gap < torch.finfo(torch.float32).eps * hi
+    shape = (torch.Size([1]),)
+    bound = Box(lo, hi).bind(shape, torch.float64, CPU)
+    with pytest.raises(ValueError, match="below the lower bound"):
+        bound.check_inside(bound.lower.view(1, 1) - gap)
+    bound = Box(lo, hi).bind(shape, torch.float32, CPU)  # float32 inputs: within rounding
+    assert bound.check_inside(bound.lower.view(1, 1) - gap).item() == bound.lower.item()
+    # bounds known only to float32 precision forgive as much, even for float64 inputs
+    bound = Box(torch.tensor(lo, dtype=torch.float32), hi).bind(shape, torch.float64, CPU)
+    assert bound.check_inside(bound.lower.view(1, 1) - gap).item() == bound.lower.item()
+    assert bound.tolerance.item() == pytest.approx(ULPS * torch.finfo(torch.float32).eps * hi)
+
+
+def _digits_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.Tanh(), nn.Linear(16, 10)).eval()
+
+
+def _walk_normalised_images(pixels):
+    images = (pixels - 0.1307) / 0.3081  # float32, as users normalise MNIST
+    box = Box(*MNIST_BOX)
+    lower, upper = (
+        box.bind((images.shape[1:],), torch.float32, CPU).check_inside(images.flatten(1)).aminmax()
+    )
+    walk = simec(_digits_model(), images, steps=3, step_size=0.05, domain=box, seed=0)
+    points = walk.points_flat
+    assert walk.stop_reason == ["steps"] * images.shape[0]
+    assert points.min() >= lower and points.max() <= upper
+    return images
+
+
+def test_mnist_normalised_in_float32_walks_inside_its_box():
+    pixels = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    pixels[:, :, :4] = 0.0  # background
+    pixels[:, :, 10:12] = 1.0  # saturated strokes
+    images = _walk_normalised_images(pixels)
+    lower32, upper32 = torch.tensor(MNIST_BOX).float()
+    assert (images < lower32).any() and (images > upper32).any()  # the rounding case
+
+
+def test_real_mnist_normalised_in_float32_walks_inside_its_box(shared_data):
+    pixels, _ = load_mnist(shared_data, normalise=False)
+    images = _walk_normalised_images(pixels[:4])
+    assert (images < torch.tensor(MNIST_BOX[0]).float()).any()
 
 
 def test_freeze_walk_stays_on_the_class_clamp_walk_does_not():
