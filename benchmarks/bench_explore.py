@@ -57,14 +57,14 @@ M = 10
 
 
 def digits_cnn() -> tuple[nn.Module, Any]:
-    from captum_simec.models import fit_digits_cnn
+    from captum_simec.zoo import fit_digits_cnn
 
     model, split = fit_digits_cnn(seed=0, progress=False)
     return model.eval(), split
 
 
 def gru_model() -> tuple[nn.Module, torch.Tensor]:
-    from captum_simec.models import SequenceGRU
+    from captum_simec.zoo import SequenceGRU
 
     model = SequenceGRU(8, hidden_size=32, num_classes=M, head="log_softmax", seed=0).eval()
     generator = torch.Generator().manual_seed(3)
@@ -72,7 +72,7 @@ def gru_model() -> tuple[nn.Module, torch.Tensor]:
 
 
 def resnet_model() -> tuple[nn.Module, torch.Tensor]:
-    from captum_simec.models import ResNet18Like
+    from captum_simec.zoo import ResNet18Like
 
     model = ResNet18Like(num_classes=M, head="log_softmax", seed=0).eval()
     generator = torch.Generator().manual_seed(4)
@@ -80,7 +80,7 @@ def resnet_model() -> tuple[nn.Module, torch.Tensor]:
 
 
 def mlp_model() -> nn.Module:
-    from captum_simec.models import MLP
+    from captum_simec.zoo import MLP
 
     return MLP(784, hidden=(256, 256), out_features=M, head="log_softmax", seed=0).eval()
 
