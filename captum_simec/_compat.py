@@ -7,6 +7,7 @@ semantics for the geometry layer, with errors that name the argument and the fix
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ __all__ = [
 TargetType = int | tuple[int, ...] | Tensor | Sequence[int] | Sequence[tuple[int, ...]] | None
 
 
+@functools.cache
 def _captum_common() -> ModuleType:
     """`captum._utils.common`, imported on first use.
 
