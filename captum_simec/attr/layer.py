@@ -10,16 +10,16 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_simec import _compat
-from captum_simec.attr.simec_attribution import (
+from captum_simec.attr.base import (
     GEOMETRIC_SCORES,
     BaselinesType,
     InputsType,
-    MetricSpec,
     SiMECMethod,
     check_request,
-    spectrum_scores,
 )
+from captum_simec.attr.spectrum_scores import spectrum_scores
 from captum_simec.geometry import layer_representation
+from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["LayerSiMECAttribution"]
 
