@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from captum_simec import zoo
 from captum_simec.explore import Box, preimage, simec, simexp
 from captum_simec.geometry import pullback_spectrum
-from captum_simec.viz_walks import plot_class_scatter, plot_image_strip, plot_traces
+from captum_simec.viz import plot_class_scatter, plot_image_strip, plot_traces
 
 torch.set_num_threads(1)  # small models run fastest on one thread of a shared CPU
 OUT = Path(os.environ.get("CAPTUM_SIMEC_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="walks_"))

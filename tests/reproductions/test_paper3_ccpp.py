@@ -18,7 +18,7 @@ import torch
 
 from captum_simec.explore import Box, simec
 from captum_simec.geometry import pullback_spectrum
-from captum_simec.viz_walks import plot_class_scatter
+from captum_simec.viz import plot_class_scatter
 from captum_simec.zoo import PowerPlantResidualLSTM, load_ccpp, train_regressor
 
 UNITS = {"AT": "C", "V": "cm Hg", "AP": "mbar", "RH": "%"}

@@ -7,13 +7,15 @@ backend (Agg included) and never opens a window; save it with `fig.savefig(path)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from captum_simec.explore.walk import Walk
+if TYPE_CHECKING:
+    from captum_simec.explore import Walk
 
 __all__ = ["plot_class_scatter", "plot_image_strip", "plot_traces"]
 

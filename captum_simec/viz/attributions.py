@@ -1,4 +1,4 @@
-"""Matplotlib figures of attribution maps for images, time series and tabular inputs.
+"""Figures of attribution maps (images, time series, tabular inputs) and of an `Explanation`.
 
 Captum 0.9's `visualize_image_attr` asserts on an all-zero map and mis-plots channels-first
 arrays, and `visualize_timeseries_attr` breaks with matplotlib >= 3.9; nothing here uses
