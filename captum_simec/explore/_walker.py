@@ -42,8 +42,8 @@ from captum_simec.explore.constraints import as_box
 from captum_simec.explore.corrector import as_corrector, correct
 from captum_simec.explore.options import WalkOptions
 from captum_simec.explore.walk import RankChangeWarning, Walk
-from captum_simec.geometry.jacobian import check_eval_mode
 from captum_simec.geometry.metrics import resolve_output_metric
+from captum_simec.geometry.modules import check_eval_mode
 from captum_simec.geometry.spectrum import PullbackSpectrum
 
 #: frames between `warnings.warn` in `Walker._check_stops` and the public walk's caller.

@@ -19,18 +19,18 @@ independently (true in eval mode).
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from captum_simec._compat import index_additional_forward_args
 from captum_simec.geometry._calibration import cached_path, calibrate, time_paths
 from captum_simec.geometry.metrics import EuclideanMetric, OutputMetric
+from captum_simec.geometry.modules import adapters, check_eval_mode, cudnn_for, module_of
 
 __all__ = [
     "JACOBIAN_METHODS",
@@ -44,10 +44,6 @@ __all__ = [
 JACOBIAN_METHODS = ("auto", "backward", "replicate", "batched_grad", "vmap", "jacfwd")
 #: the paths that differentiate through the first forward's graph.
 _GRAPH_METHODS = ("auto", "backward", "batched_grad")
-_RANDOM_IN_TRAINING = (
-    nn.modules.dropout._DropoutNd,
-    nn.modules.batchnorm._BatchNorm,
-)
 
 
 @dataclass
@@ -69,60 +65,6 @@ class PulledBackFactor:
     target: Tensor | None
     method: str
     fallback_reason: str | None = None
-
-
-def _module_of(forward_func: Callable[..., Any]) -> nn.Module | None:
-    """The module behind `forward_func`, if any: itself, the owner of a bound method, or the
-    module wrapped by one of our adapters (which keep it as `.forward_func`)."""
-    while not isinstance(forward_func, nn.Module) and hasattr(forward_func, "forward_func"):
-        forward_func = forward_func.forward_func
-    if isinstance(forward_func, nn.Module):
-        return forward_func
-    owner = getattr(forward_func, "__self__", None)
-    return owner if isinstance(owner, nn.Module) else None
-
-
-def _cudnn_for(forward_func: Callable[..., Any], device: torch.device) -> Any:
-    """cuDNN off for recurrent modules on CUDA (it refuses RNN backward in eval mode)."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    module = _module_of(forward_func)
-    if module is not None and any(isinstance(m, nn.RNNBase) for m in module.modules()):
-        return torch.backends.cudnn.flags(enabled=False)
-    return contextlib.nullcontext()
-
-
-def check_eval_mode(forward_func: Callable[..., Any], strict: bool = False) -> None:
-    """Refuses a module in training mode whose layers make `f` random or batch-dependent.
-
-    Args:
-        forward_func: a module, a bound method of one, or another callable (not checked).
-        strict: refuse a module in training mode whatever its layers (the audit and the
-            attacks, whose numbers describe the model as deployed).
-
-    Raises:
-        ValueError: a dropout, batch-norm or recurrent-dropout layer is in training mode, or
-            with `strict`, the module is.
-    """
-    module = _module_of(forward_func)
-    if module is None:
-        return
-    if strict and module.training:
-        raise ValueError(
-            "The model is in training mode (dropout and batch-norm make f random or "
-            "batch-dependent, so every number computed from it would be meaningless): call "
-            "model.eval() first."
-        )
-    for name, sub in module.named_modules():
-        stochastic = isinstance(sub, _RANDOM_IN_TRAINING) or (
-            isinstance(sub, nn.RNNBase) and sub.dropout > 0
-        )
-        if sub.training and stochastic:
-            raise ValueError(
-                f"The model is in training mode and its layer {name or type(sub).__name__!r} "
-                f"({type(sub).__name__}) makes f random or batch-dependent, so its Jacobian "
-                "is meaningless: call model.eval() first."
-            )
 
 
 def _flat_outputs(output: Any, batch: int) -> Tensor:
@@ -282,7 +224,7 @@ def pullback_factor(
     if internal_batch_size is not None and internal_batch_size < 1:
         raise ValueError("`internal_batch_size` must be a positive int (or None).")
     check_eval_mode(forward_func)
-    with _cudnn_for(forward_func, inputs[0].device):
+    with cudnn_for(forward_func, inputs[0].device):
         return _pullback_factor(
             forward_func,
             inputs,
@@ -438,13 +380,10 @@ def _owner_and_signature(
     device, and the batch size rounded up to a power of two (a walk whose examples stop one
     by one calibrates a few times, not once per batch size).
     """
-    chain, func = [], forward_func
-    while not isinstance(func, nn.Module) and hasattr(func, "forward_func"):
-        chain.append(type(func))
-        func = func.forward_func
+    chain, func = adapters(forward_func)
     chain.append(getattr(func, "__func__", type(func)))
     shapes = tuple((tuple(x.shape[1:]), x.dtype) for x in inputs)
-    module = _module_of(forward_func)
+    module = module_of(forward_func)
     owner = func if module is None else module
     return owner, (tuple(chain), (inputs[0].shape[0] - 1).bit_length(), shapes, inputs[0].device)
 

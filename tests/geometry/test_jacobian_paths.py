@@ -170,11 +170,11 @@ def test_cudnn_is_switched_off_only_for_recurrent_models_on_cuda():
     import contextlib
 
     from captum_simec.explore._flat_model import FlatOutputs
-    from captum_simec.geometry.jacobian import _cudnn_for
+    from captum_simec.geometry.modules import cudnn_for
 
     gru = dict((c[0], c) for c in ZOO)["gru"][1]
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert not isinstance(_cudnn_for(gru, cuda), contextlib.nullcontext)
-    assert not isinstance(_cudnn_for(FlatOutputs(gru.forward), cuda), contextlib.nullcontext)
-    assert isinstance(_cudnn_for(gru, cpu), contextlib.nullcontext)
-    assert isinstance(_cudnn_for(TinyMLP(), cuda), contextlib.nullcontext)
+    assert not isinstance(cudnn_for(gru, cuda), contextlib.nullcontext)
+    assert not isinstance(cudnn_for(FlatOutputs(gru.forward), cuda), contextlib.nullcontext)
+    assert isinstance(cudnn_for(gru, cpu), contextlib.nullcontext)
+    assert isinstance(cudnn_for(TinyMLP(), cuda), contextlib.nullcontext)
