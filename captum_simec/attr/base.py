@@ -2,7 +2,8 @@
 
 - the score names (`SCORES`: the geometric ones from one spectrum, the walk ones from a walk)
   and the keyword options each takes;
-- `check_request`: the checks every `attribute` call makes first;
+- `check_request`: the checks every `attribute` call makes first, and `ScoreRequest`: its
+  arguments as the score implementations read them;
 - `default_output_metric`: ``"target"`` with a target, ``"euclidean"`` without;
 - `SiMECMethod`: the Captum-facing behaviour beyond Captum's base classes (no convergence
   delta, no `attribute_future`, `multiply_by_inputs` with Captum's baselines).
@@ -10,6 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +28,7 @@ __all__ = [
     "WALK_SCORES",
     "BaselinesType",
     "InputsType",
+    "ScoreRequest",
     "SiMECMethod",
     "check_options",
     "check_request",
@@ -40,6 +45,43 @@ GEOMETRY_OPTIONS = ("rtol", "atol", "solver", "jacobian_method")
 
 InputsType = Tensor | tuple[Tensor, ...]
 BaselinesType = None | int | float | Tensor | tuple[int | float | Tensor, ...]
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One attribution request, as the score implementations read it.
+
+    Attributes:
+        forward_func: the model.
+        inputs: the formatted inputs (a tuple of tensors, batch first).
+        score: the score's name.
+        target, additional_forward_args: as given to `attribute` (Captum's forms).
+        output_metric: as given (None: `default_output_metric`).
+        signed: relevance with the sign of the target derivative; flip as `x_flip - x_0`.
+        internal_batch_size: most (example, output row) pairs per backward pass.
+        options: the score's keyword options (geometry or walk options).
+    """
+
+    forward_func: Callable[..., Any]
+    inputs: tuple[Tensor, ...]
+    score: str
+    target: Any = None
+    additional_forward_args: Any = None
+    output_metric: MetricSpec | None = None
+    signed: bool = False
+    internal_batch_size: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def collect(cls, arguments: Mapping[str, Any], **overrides: Any) -> ScoreRequest:
+        """The request among a method's `arguments` (its `locals()`), then `overrides`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in arguments.items() if k in names}, **overrides})
+
+    @property
+    def metric(self) -> MetricSpec:
+        """The output metric: `output_metric`, or its default for `target`."""
+        return default_output_metric(self.output_metric, self.target)
 
 
 def default_output_metric(output_metric: MetricSpec | None, target: Any) -> MetricSpec:

@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec.attr.base import InputsType, check_options, default_output_metric
+from captum_simec.attr.base import InputsType, ScoreRequest, check_options, default_output_metric
 from captum_simec.attr.spectrum_scores import spectrum_scores
 from captum_simec.geometry import resolve_output_metric
 from captum_simec.geometry.metrics import MetricSpec
@@ -83,17 +83,14 @@ def explain(
     is_tuple = _compat.is_tuple(inputs)
     formatted = _compat.format_inputs(inputs)
     metric = resolve_output_metric(default_output_metric(output_metric, target))
-    relevance, spectrum = spectrum_scores(
-        forward_func,
-        formatted,
+    request = ScoreRequest.collect(
+        locals(),
+        inputs=formatted,
         score="relevance",
-        target=target,
-        additional_forward_args=additional_forward_args,
         output_metric=metric,
-        signed=False,
-        internal_batch_size=internal_batch_size,
-        geometry_options=geometry_options,
+        options=geometry_options,
     )
+    relevance, spectrum = spectrum_scores(request)
 
     def structured(flat: Tensor) -> InputsType:
         shaped = _compat.unflatten_features(flat, _compat.feature_shapes(formatted))

@@ -14,6 +14,7 @@ from captum_simec.attr.base import (
     GEOMETRIC_SCORES,
     BaselinesType,
     InputsType,
+    ScoreRequest,
     SiMECMethod,
     check_request,
 )
@@ -111,19 +112,10 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
         check_request(score, GEOMETRIC_SCORES, return_convergence_delta, options)
         formatted = _compat.format_inputs(inputs)
         references = self._baselines(baselines, formatted)
-        flat, spectrum = spectrum_scores(
-            self.forward_func,
-            formatted,
-            score=score,
-            target=target,
-            additional_forward_args=additional_forward_args,
-            output_metric=output_metric,
-            signed=signed,
-            internal_batch_size=internal_batch_size,
-            layer=self.layer,
-            attribute_to_layer_input=attribute_to_layer_input,
-            geometry_options=options,
+        request = ScoreRequest.collect(
+            locals(), forward_func=self.forward_func, inputs=formatted, options=options
         )
+        flat, spectrum = spectrum_scores(request, self.layer, attribute_to_layer_input)
         if references is not None:
             args = _compat.format_additional_forward_args(additional_forward_args)
 

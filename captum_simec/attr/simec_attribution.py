@@ -26,6 +26,7 @@ from captum_simec.attr.base import (
     SCORES,
     BaselinesType,
     InputsType,
+    ScoreRequest,
     SiMECMethod,
     check_request,
 )
@@ -149,29 +150,10 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
         is_tuple = _compat.is_tuple(inputs)
         formatted = _compat.format_inputs(inputs)
         references = self._baselines(baselines, formatted)
-        if score in GEOMETRIC_SCORES:
-            flat, _ = spectrum_scores(
-                self.forward_func,
-                formatted,
-                score=score,
-                target=target,
-                additional_forward_args=additional_forward_args,
-                output_metric=output_metric,
-                signed=signed,
-                internal_batch_size=internal_batch_size,
-                geometry_options=options,
-            )
-        else:
-            flat = walk_score(
-                self.forward_func,
-                formatted,
-                score=score,
-                target=target,
-                additional_forward_args=additional_forward_args,
-                output_metric=output_metric,
-                signed=signed,
-                options=options,
-            )
+        request = ScoreRequest.collect(
+            locals(), forward_func=self.forward_func, inputs=formatted, options=options
+        )
+        flat = spectrum_scores(request)[0] if score in GEOMETRIC_SCORES else walk_score(request)
         if references is not None:
             distances = _compat.flatten_features(formatted) - _compat.flatten_features(references)
             flat = flat * distances.abs().to(flat.dtype)

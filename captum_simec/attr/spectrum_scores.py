@@ -8,60 +8,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from torch import Tensor, nn
 
-from captum_simec.attr.base import check_signed, default_output_metric
+from captum_simec.attr.base import ScoreRequest, check_signed
 from captum_simec.geometry import (
     PullbackSpectrum,
     TargetMetric,
     pullback_spectrum,
     resolve_output_metric,
 )
-from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["spectrum_scores"]
 
 
 def spectrum_scores(
-    forward_func: Callable[..., Any],
-    inputs: tuple[Tensor, ...],
-    *,
-    score: str,
-    target: Any,
-    additional_forward_args: Any,
-    output_metric: MetricSpec | None,
-    signed: bool,
-    internal_batch_size: int | None,
+    request: ScoreRequest,
     layer: nn.Module | None = None,
     attribute_to_layer_input: bool = False,
-    geometry_options: dict[str, Any] | None = None,
 ) -> tuple[Tensor, PullbackSpectrum]:
     """Flat relevance or robustness (batch, n) and the spectrum it came from.
 
-    The metric is `default_output_metric(output_metric, target)`; with `layer`, `n` counts
-    the layer's neurons. ``signed`` relevance is `rho_i sign(df_t/dx_i)`; the target gradient
-    is the factor itself for the ``"target"`` metric, else one more backward pass.
+    The metric is `request.metric`; with `layer`, `n` counts the layer's neurons. ``signed``
+    relevance is `rho_i sign(df_t/dx_i)`; the target gradient is the factor itself for the
+    ``"target"`` metric, else one more backward pass. `request.options` are geometry options.
     """
-    check_signed(score, signed)
-    metric = resolve_output_metric(default_output_metric(output_metric, target))
+    check_signed(request.score, request.signed)
+    metric = resolve_output_metric(request.metric)
     common = dict(
-        target=target,
-        additional_forward_args=additional_forward_args,
+        target=request.target,
+        additional_forward_args=request.additional_forward_args,
         layer=layer,
         attribute_to_layer_input=attribute_to_layer_input,
-        internal_batch_size=internal_batch_size,
-        **(geometry_options or {}),
+        internal_batch_size=request.internal_batch_size,
+        **request.options,
     )
-    spectrum = pullback_spectrum(forward_func, inputs, output_metric=metric, **common)
-    if score == "robustness":
+    model, inputs = request.forward_func, request.inputs
+    spectrum = pullback_spectrum(model, inputs, output_metric=metric, **common)
+    if request.score == "robustness":
         return spectrum.robustness(), spectrum
     relevance = spectrum.relevance()
-    if signed:
+    if request.signed:
         outputs = spectrum.outputs
-        if target is None and outputs[0].numel() > 1:
+        if request.target is None and outputs[0].numel() > 1:
             raise ValueError(
                 "signed=True takes the sign of the target output's derivative, but `target` "
                 f"is None and the model has {outputs[0].numel()} outputs per example: pass "
@@ -70,7 +58,7 @@ def spectrum_scores(
         gradient_of = (
             spectrum
             if isinstance(metric, TargetMetric)
-            else pullback_spectrum(forward_func, inputs, output_metric="target", **common)
+            else pullback_spectrum(model, inputs, output_metric="target", **common)
         )
         relevance = relevance * gradient_of.factor[:, 0].sign().to(relevance.dtype)
     return relevance, spectrum

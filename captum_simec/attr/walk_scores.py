@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec.attr.base import check_signed
+from captum_simec.attr.base import ScoreRequest, check_signed
 from captum_simec.explore import simec, simexp
-from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["WALK_DEFAULTS", "class_extent", "flip_displacement", "walk_score"]
 
@@ -116,31 +115,22 @@ def class_extent(
     return walk.max_abs_flat
 
 
-def walk_score(
-    forward_func: Callable[..., Any],
-    inputs: tuple[Tensor, ...],
-    *,
-    score: str,
-    target: Any,
-    additional_forward_args: Any,
-    output_metric: MetricSpec | None,
-    signed: bool,
-    options: dict[str, Any],
-) -> Tensor:
+def walk_score(request: ScoreRequest) -> Tensor:
     """Flip displacement or class extent (batch, n); any Captum target form is accepted.
 
-    For the flip, the target is resolved to flat output indices (classes); `options`
-    override `WALK_DEFAULTS`.
+    For the flip, the target is resolved to flat output indices (classes);
+    `request.options` override `WALK_DEFAULTS`.
     """
-    check_signed(score, signed)
-    settings = {**WALK_DEFAULTS[score], **options}
-    if output_metric is not None:
-        settings["output_metric"] = output_metric
-    args = _compat.format_additional_forward_args(additional_forward_args)
-    if score == "class_extent":
-        return class_extent(forward_func, inputs, args, target, settings)
+    check_signed(request.score, request.signed)
+    settings = {**WALK_DEFAULTS[request.score], **request.options}
+    if request.output_metric is not None:
+        settings["output_metric"] = request.output_metric
+    model, inputs, target = request.forward_func, request.inputs, request.target
+    args = _compat.format_additional_forward_args(request.additional_forward_args)
+    if request.score == "class_extent":
+        return class_extent(model, inputs, args, target, settings)
     with torch.no_grad():
-        outputs = forward_func(*inputs, *(args or ()))
+        outputs = model(*inputs, *(args or ()))
     flat_target = _compat.target_to_flat_indices(target, outputs.shape, inputs[0].device)
-    displacement = flip_displacement(forward_func, inputs, args, outputs, flat_target, settings)
-    return displacement if signed else displacement.abs()
+    displacement = flip_displacement(model, inputs, args, outputs, flat_target, settings)
+    return displacement if request.signed else displacement.abs()
