@@ -9,8 +9,8 @@ from typing import Any
 from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec.attr.base import InputsType, ScoreRequest, check_options, default_output_metric
-from captum_simec.attr.spectrum_scores import spectrum_scores
+from captum_simec.attr._base import InputsType, ScoreRequest, check_options, default_output_metric
+from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import resolve_output_metric
 from captum_simec.geometry.metrics import MetricSpec
 

@@ -10,7 +10,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_simec import _compat
-from captum_simec.attr.base import (
+from captum_simec.attr._base import (
     GEOMETRIC_SCORES,
     BaselinesType,
     InputsType,
@@ -18,7 +18,7 @@ from captum_simec.attr.base import (
     SiMECMethod,
     check_request,
 )
-from captum_simec.attr.spectrum_scores import spectrum_scores
+from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import layer_representation
 from captum_simec.geometry.metrics import MetricSpec
 

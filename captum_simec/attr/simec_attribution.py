@@ -21,7 +21,7 @@ from captum.attr import GradientAttribution
 from captum.log import log_usage
 
 from captum_simec import _compat
-from captum_simec.attr.base import (
+from captum_simec.attr._base import (
     GEOMETRIC_SCORES,
     SCORES,
     BaselinesType,
@@ -30,8 +30,8 @@ from captum_simec.attr.base import (
     SiMECMethod,
     check_request,
 )
-from captum_simec.attr.spectrum_scores import spectrum_scores
-from captum_simec.attr.walk_scores import walk_score
+from captum_simec.attr._spectrum_scores import spectrum_scores
+from captum_simec.attr._walk_scores import walk_score
 from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["SiMECAttribution"]

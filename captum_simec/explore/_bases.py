@@ -17,6 +17,16 @@ from captum_simec import _compat
 from captum_simec.explore.constraints import Box, as_box
 from captum_simec.geometry.spectrum import PullbackSpectrum
 
+__all__ = [
+    "MAX_BASIS_FEATURES",
+    "check_basis_size",
+    "dense_eigenbasis",
+    "null_basis",
+    "parity_domain",
+    "pick",
+    "signed",
+]
+
 #: most input features per example for which an explicit n x n basis is built.
 MAX_BASIS_FEATURES = 4096
 

@@ -23,6 +23,8 @@ from captum_simec.explore._rng import ExampleRNG
 from captum_simec.geometry.metrics import MarginMetric, OutputMetric
 from captum_simec.geometry.spectrum import PullbackSpectrum, unit
 
+__all__ = ["DIRECTIONS", "MarginPolicy", "NullPolicy", "ParityRangePolicy", "RangePolicy"]
+
 DIRECTIONS = ("isotropic", "eigenvector")
 #: the cosine below which the directed SiMExp step cannot tell which way moves the output away.
 _UNDECIDED_COSINE = 1e-3

@@ -12,6 +12,8 @@ from captum_simec import _compat
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric
 from captum_simec.geometry.spectrum import PullbackSpectrum, pullback_spectrum
 
+__all__ = ["FlatModel", "FlatOutputs"]
+
 
 class FlatOutputs:
     """Wraps a forward function so that its output is flattened to (batch, m)."""

@@ -31,6 +31,8 @@ from captum_simec.explore._rng import ExampleRNG
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric
 from captum_simec.geometry.spectrum import PullbackSpectrum
 
+__all__ = ["DirectionPolicy", "StepView", "WalkContext"]
+
 
 @dataclass
 class WalkContext:

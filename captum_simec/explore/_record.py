@@ -23,6 +23,8 @@ from torch import Tensor
 from captum_simec.explore.walk import Walk
 from captum_simec.geometry.spectrum import PullbackSpectrum
 
+__all__ = ["WalkRecord", "put", "rows_index"]
+
 
 def rows_index(rows: Tensor, batch: int) -> Tensor | slice:
     """`rows` as an index into a batch dimension: a plain slice when it is the whole batch.

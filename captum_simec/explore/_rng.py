@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+__all__ = ["ExampleRNG"]
+
 _SEED_RANGE = 2**62
 
 

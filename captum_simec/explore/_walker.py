@@ -42,9 +42,11 @@ from captum_simec.explore.constraints import as_box
 from captum_simec.explore.corrector import as_corrector, correct
 from captum_simec.explore.options import WalkOptions
 from captum_simec.explore.walk import RankChangeWarning, Walk
+from captum_simec.geometry._modules import check_eval_mode
 from captum_simec.geometry.metrics import resolve_output_metric
-from captum_simec.geometry.modules import check_eval_mode
 from captum_simec.geometry.spectrum import PullbackSpectrum
+
+__all__ = ["Walker", "run_walk"]
 
 #: frames between `warnings.warn` in `Walker._check_stops` and the public walk's caller.
 _WARNING_STACKLEVEL = 6

@@ -29,8 +29,8 @@ from torch import Tensor
 
 from captum_simec._compat import index_additional_forward_args
 from captum_simec.geometry._calibration import cached_path, calibrate, time_paths
+from captum_simec.geometry._modules import adapters, check_eval_mode, cudnn_for, module_of
 from captum_simec.geometry.metrics import EuclideanMetric, OutputMetric
-from captum_simec.geometry.modules import adapters, check_eval_mode, cudnn_for, module_of
 
 __all__ = [
     "JACOBIAN_METHODS",

@@ -170,7 +170,7 @@ def test_cudnn_is_switched_off_only_for_recurrent_models_on_cuda():
     import contextlib
 
     from captum_simec.explore._flat_model import FlatOutputs
-    from captum_simec.geometry.modules import cudnn_for
+    from captum_simec.geometry._modules import cudnn_for
 
     gru = dict((c[0], c) for c in ZOO)["gru"][1]
     cuda, cpu = torch.device("cuda"), torch.device("cpu")

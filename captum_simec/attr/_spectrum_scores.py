@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from captum_simec.attr.base import ScoreRequest, check_signed
+from captum_simec.attr._base import ScoreRequest, check_signed
 from captum_simec.geometry import (
     PullbackSpectrum,
     TargetMetric,

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec.attr.base import ScoreRequest, check_signed
+from captum_simec.attr._base import ScoreRequest, check_signed
 from captum_simec.explore import simec, simexp
 
 __all__ = ["WALK_DEFAULTS", "class_extent", "flip_displacement", "walk_score"]
