@@ -73,13 +73,17 @@ def check_eval_mode(forward_func: Callable[..., Any], strict: bool = False) -> N
             "batch-dependent, so every number computed from it would be meaningless): call "
             "model.eval() first."
         )
-    for name, sub in module.named_modules():
-        stochastic = isinstance(sub, _RANDOM_IN_TRAINING) or (
-            isinstance(sub, nn.RNNBase) and sub.dropout > 0
+    if any(sub.training and _stochastic(sub) for sub in module.modules()):  # walks call often
+        name, sub = next((n, m) for n, m in module.named_modules() if m.training and _stochastic(m))
+        raise ValueError(
+            f"The model is in training mode and its layer {name or type(sub).__name__!r} "
+            f"({type(sub).__name__}) makes f random or batch-dependent, so its Jacobian "
+            "is meaningless: call model.eval() first."
         )
-        if sub.training and stochastic:
-            raise ValueError(
-                f"The model is in training mode and its layer {name or type(sub).__name__!r} "
-                f"({type(sub).__name__}) makes f random or batch-dependent, so its Jacobian "
-                "is meaningless: call model.eval() first."
-            )
+
+
+def _stochastic(module: nn.Module) -> bool:
+    """Whether `module` makes `f` random or batch-dependent in training mode."""
+    return isinstance(module, _RANDOM_IN_TRAINING) or (
+        isinstance(module, nn.RNNBase) and module.dropout > 0
+    )
