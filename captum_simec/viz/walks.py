@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -200,6 +201,11 @@ def plot_traces(walk: Walk, examples: Sequence[int] | None = None) -> Figure:
     drift_ax.set_yscale("symlog", linthresh=1e-12)
     drift_ax.set_ylabel(f"drift ({walk.metric})")
     rank_ax.set_ylabel("rank")
+    shown = walk.rank[:, list(chosen)]
+    if (shown >= 0).any():  # integer ticks, half a unit of room above and below
+        ranks = shown[shown >= 0]
+        rank_ax.set_ylim(int(ranks.min()) - 0.5, int(ranks.max()) + 0.5)
+        rank_ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     rank_ax.set_xlabel("step")
     if len(chosen) <= 10:
         drift_ax.legend(fontsize=7)
