@@ -43,13 +43,12 @@ warnings.filterwarnings("ignore", message="Input Tensor 0 did not already requir
 
 
 def models_and_data() -> list[tuple[str, nn.Module, torch.Tensor, str]]:
-    from captum_simec import datasets
-    from captum_simec.models import PaperMNISTCNN, fit_digits_cnn, train_classifier
+    from captum_simec.zoo import PaperMNISTCNN, fit_digits_cnn, mnist_split, train_classifier
 
     digits_model, split = fit_digits_cnn(seed=0, progress=False)
     out = [("PaperMNISTCNN on digits", digits_model.eval(), split.x_test, "digits test")]
     try:
-        mnist = datasets.mnist_split(train_size=8000, seed=0)
+        mnist = mnist_split(train_size=8000, seed=0)
         model = PaperMNISTCNN(head="log_softmax", seed=0)
         train_classifier(model, mnist.x_train, mnist.y_train, epochs=1, progress=False)
         out.append(("PaperMNISTCNN on MNIST", model.eval(), mnist.x_test, "MNIST test"))
@@ -121,7 +120,7 @@ def bench_times(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def bench_deletion(args: argparse.Namespace) -> dict[str, Any]:
     from captum_simec.evaluation import perturbation_curve
-    from captum_simec.models import fit_digits_cnn
+    from captum_simec.zoo import fit_digits_cnn
 
     model, split = fit_digits_cnn(seed=0, progress=False)
     x = split.x_test[: args.deletion_images]

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_torch(1)
     from captum_simec.audit import RobustnessAudit
-    from captum_simec.models import fit_digits_cnn
+    from captum_simec.zoo import fit_digits_cnn
 
     images = 64 if args.quick else 200
     singles_per_batch = 2 if args.quick else 4

@@ -67,15 +67,15 @@ AUTHORS_LIMIT_S = 60.0
 
 def build_model(kind: str, n: int | None = None) -> tuple[nn.Module, tuple[int, ...]]:
     """The benchmark's models, seeded, in eval mode, with their per-example input shape."""
-    from captum_simec import models
+    from captum_simec import zoo
 
     if kind == "mlp":
-        model = models.MLP(n, hidden=(256, 256), out_features=M, head="log_softmax", seed=0)
+        model = zoo.MLP(n, hidden=(256, 256), out_features=M, head="log_softmax", seed=0)
         return model.eval(), (n,)
     if kind == "cnn":
-        return models.PaperMNISTCNN(head="log_softmax", seed=0).eval(), (1, 28, 28)
+        return zoo.PaperMNISTCNN(head="log_softmax", seed=0).eval(), (1, 28, 28)
     if kind == "rescnn":
-        model = models.ResidualCNN(3, M, width=16, head="log_softmax", seed=0)
+        model = zoo.ResidualCNN(3, M, width=16, head="log_softmax", seed=0)
         return model.eval(), (3, 32, 32)
     raise ValueError(kind)
 
@@ -343,9 +343,9 @@ def oneoff(fn: Callable[[], Any], cheap_s: float) -> dict[str, float]:
 
 def warm_up_paths() -> None:
     """Pays the one-time costs (torch.func, forward AD, LAPACK) on a tiny model."""
-    from captum_simec import models
+    from captum_simec import zoo
 
-    model = models.MLP(8, hidden=(4,), out_features=M, head="log_softmax", seed=0).eval()
+    model = zoo.MLP(8, hidden=(4,), out_features=M, head="log_softmax", seed=0).eval()
     x = torch.rand(2, 8)
     for path in ("replicate", "batched_grad", "vmap", "jacfwd"):
         jacobian(model, (x,), method=path)

@@ -4,47 +4,36 @@
 - `SiMECAttribution`, `LayerSiMECAttribution`, `explain`: Captum attributions from `g`.
 - `simec`, `simexp`, `preimage`: walks inside and across equivalence classes.
 - `RobustnessAudit`, `compare_attributions`: audits and side-by-side comparisons.
+
+Each name is imported from its layer on first use (docs/architecture.md), so that
+`import captum_simec.geometry` does not load the attribution and audit layers.
 """
 
-from captum_simec.attr import Explanation, LayerSiMECAttribution, SiMECAttribution, explain
-from captum_simec.audit import (
-    AuditResult,
-    Comparison,
-    RobustnessAudit,
-    compare_attributions,
-    load_audit,
-)
-from captum_simec.explore import Box, Corrector, Walk, preimage, simec, simexp
-from captum_simec.geometry import (
-    OutputMetric,
-    PullbackSpectrum,
-    jacobian,
-    pullback_spectrum,
-    resolve_output_metric,
-)
+from __future__ import annotations
+
+from captum_simec._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AuditResult",
-    "Box",
-    "Comparison",
-    "Corrector",
-    "Explanation",
-    "LayerSiMECAttribution",
-    "OutputMetric",
-    "PullbackSpectrum",
-    "RobustnessAudit",
-    "SiMECAttribution",
-    "Walk",
-    "__version__",
-    "compare_attributions",
-    "explain",
-    "jacobian",
-    "load_audit",
-    "preimage",
-    "pullback_spectrum",
-    "resolve_output_metric",
-    "simec",
-    "simexp",
-]
+_EXPORTS = {
+    "captum_simec.attr": ("Explanation", "LayerSiMECAttribution", "SiMECAttribution", "explain"),
+    "captum_simec.audit": (
+        "AuditResult",
+        "Comparison",
+        "RobustnessAudit",
+        "compare_attributions",
+        "load_audit",
+    ),
+    "captum_simec.explore": ("Box", "Corrector", "Walk", "preimage", "simec", "simexp"),
+    "captum_simec.geometry": (
+        "OutputMetric",
+        "PullbackSpectrum",
+        "jacobian",
+        "pullback_spectrum",
+        "resolve_output_metric",
+    ),
+}
+
+__all__ = sorted(["__version__", *(name for names in _EXPORTS.values() for name in names)])
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,18 +7,14 @@ semantics for the geometry layer, with errors that name the argument and the fix
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import torch
-from captum._utils.common import (
-    _expand_additional_forward_args,
-    _format_additional_forward_args,
-    _format_output,
-    _format_tensor_into_tuples,
-    _is_tuple,
-)
 from torch import Tensor
 
 from captum_simec._validation import check_input_tensor
@@ -40,9 +36,20 @@ __all__ = [
 TargetType = int | tuple[int, ...] | Tensor | Sequence[int] | Sequence[tuple[int, ...]] | None
 
 
+@functools.cache
+def _captum_common() -> ModuleType:
+    """`captum._utils.common`, imported on first use.
+
+    Importing any part of Captum runs `captum/__init__.py`, which loads all of Captum
+    (`captum.robust` included, seconds on a busy machine); the geometry layer imports this
+    module, and should not pay for that until it formats its first inputs.
+    """
+    return importlib.import_module("captum._utils.common")
+
+
 def is_tuple(inputs: Any) -> bool:
     """Whether Captum treats `inputs` as a tuple of inputs."""
-    return _is_tuple(inputs)
+    return _captum_common()._is_tuple(inputs)
 
 
 def format_inputs(inputs: Tensor | tuple[Tensor, ...], name: str = "inputs") -> tuple[Tensor, ...]:
@@ -57,7 +64,7 @@ def format_inputs(inputs: Tensor | tuple[Tensor, ...], name: str = "inputs") -> 
             f"`{name}` must be a tensor or a tuple of tensors, got {type(inputs).__name__}; "
             "wrap several inputs in a tuple."
         )
-    formatted = _format_tensor_into_tuples(inputs)
+    formatted = _captum_common()._format_tensor_into_tuples(inputs)
     if len(formatted) == 0:
         raise ValueError(f"`{name}` is an empty tuple; pass at least one tensor.")
     for i, tensor in enumerate(formatted):
@@ -74,17 +81,17 @@ def format_inputs(inputs: Tensor | tuple[Tensor, ...], name: str = "inputs") -> 
 
 def format_output(is_inputs_tuple: bool, output: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
     """Returns a tuple for tuple inputs and a tensor for tensor inputs, as Captum does."""
-    return _format_output(is_inputs_tuple, output)
+    return _captum_common()._format_output(is_inputs_tuple, output)
 
 
 def format_additional_forward_args(args: Any) -> tuple[Any, ...] | None:
     """Wraps a single additional forward argument into a tuple (None stays None)."""
-    return _format_additional_forward_args(args)
+    return _captum_common()._format_additional_forward_args(args)
 
 
 def expand_additional_forward_args(args: tuple[Any, ...] | None, times: int) -> tuple | None:
     """Tiles every tensor argument `times` along dim 0 (Captum's `repeat` expansion)."""
-    return _expand_additional_forward_args(args, times)
+    return _captum_common()._expand_additional_forward_args(args, times)
 
 
 def index_additional_forward_args(

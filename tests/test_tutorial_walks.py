@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from captum_simec.datasets import DATA_ENV_VAR, shared_data_dir
+from captum_simec.zoo.datasets import DATA_ENV_VAR, shared_data_dir
 from tests.tutorials import run_tutorial
 
 TUTORIAL = "walks_inside_and_across_classes.py"

@@ -27,8 +27,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_simec.audit.robustness import RobustnessAudit
-from captum_simec.models import accuracy, fit_digits_cnn
 from captum_simec.report import write_audit_report
+from captum_simec.zoo import accuracy, fit_digits_cnn
 
 torch.set_num_threads(1)  # small models run fastest on one thread of a shared CPU
 OUT = Path(os.environ.get("CAPTUM_SIMEC_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="audit_"))

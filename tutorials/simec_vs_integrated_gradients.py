@@ -31,8 +31,8 @@ from captum_simec.attr import SiMECAttribution, explain
 from captum_simec.audit.compare import compare_attributions
 from captum_simec.explore import simec
 from captum_simec.geometry import pullback_spectrum
-from captum_simec.models import accuracy, fit_digits_cnn
 from captum_simec.viz import plot_attributions
+from captum_simec.zoo import accuracy, fit_digits_cnn
 
 torch.set_num_threads(1)  # small models run fastest on one thread of a shared CPU
 OUT = Path(os.environ.get("CAPTUM_SIMEC_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="simec_ig_"))

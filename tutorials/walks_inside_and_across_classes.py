@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from captum_simec import datasets, models
+from captum_simec import zoo
 from captum_simec.explore import Box, preimage, simec, simexp
 from captum_simec.geometry import pullback_spectrum
-from captum_simec.viz_walks import plot_class_scatter, plot_image_strip, plot_traces
+from captum_simec.viz import plot_class_scatter, plot_image_strip, plot_traces
 
 torch.set_num_threads(1)  # small models run fastest on one thread of a shared CPU
 OUT = Path(os.environ.get("CAPTUM_SIMEC_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="walks_"))
@@ -58,7 +58,7 @@ def save(figure: Figure, name: str) -> None:
 # (1.85, 1.3, 1.5) must stay on the plane `x - y + z = 2.05`.
 
 # %%
-relu_3d = models.ToyNet([1.0, -1.0, 1.0], activation="relu")
+relu_3d = zoo.ToyNet([1.0, -1.0, 1.0], activation="relu")
 start = torch.tensor([[1.85, 1.3, 1.5]], dtype=torch.float64)
 walk = simec(relu_3d, start, steps=1000, step_size=0.01, seed=0, progress=False)
 invariant = walk.points_flat[:, 0] @ relu_3d.weights
@@ -75,7 +75,7 @@ save(plot_class_scatter(walk, dims=(0, 1, 2), feature_names=["x", "y", "z"]), "t
 # line is the exact level set `x - y = 0.55`.
 
 # %%
-leaky = models.ToyNet([1.0, -1.0], activation="leaky_relu", negative_slope=0.01)
+leaky = zoo.ToyNet([1.0, -1.0], activation="leaky_relu", negative_slope=0.01)
 start = torch.tensor([[1.85, 1.3]], dtype=torch.float64)
 walk = simec(leaky, start, steps=2000, step_size=0.001, seed=0, save_every=20, progress=False)
 gap = (walk.points_flat[:, 0, 0] - walk.points_flat[:, 0, 1] - 0.55).abs().max()
@@ -93,7 +93,7 @@ save(
 # from 0 to 1; with `on_rank_change="stop"` it stops there.
 
 # %%
-relu_2d = models.ToyNet([1.0, -1.0], activation="relu")
+relu_2d = zoo.ToyNet([1.0, -1.0], activation="relu")
 start = torch.tensor([[-1.85, 1.3]], dtype=torch.float64)
 walk = simec(
     relu_2d, start, steps=500, step_size=0.5, seed=2, on_rank_change="stop", progress=False
@@ -119,17 +119,17 @@ save(figure, "toy_relu_dead_region.png")
 
 # %%
 try:
-    split = datasets.mnist_split(train_size=8000, seed=0)
-    cnn = models.PaperMNISTCNN(head="log_softmax", seed=0)
-    models.train_classifier(
+    split = zoo.mnist_split(train_size=8000, seed=0)
+    cnn = zoo.PaperMNISTCNN(head="log_softmax", seed=0)
+    zoo.train_classifier(
         cnn, split.x_train, split.y_train, epochs=5, lr=0.05, momentum=0.9, num_threads=1
     )
 except FileNotFoundError:
-    cnn, split = models.fit_digits_cnn(seed=0)
+    cnn, split = zoo.fit_digits_cnn(seed=0)
 low, high = split.domain
-print(f"{split.name}: test accuracy {models.accuracy(cnn, split.x_test, split.y_test):.3f}")
+print(f"{split.name}: test accuracy {zoo.accuracy(cnn, split.x_test, split.y_test):.3f}")
 # step sizes are given for MNIST's normalised pixels; scale them to the data's pixel range
-scale = (high - low) / (datasets.mnist_domain()[1] - datasets.mnist_domain()[0])
+scale = (high - low) / (zoo.mnist_domain()[1] - zoo.mnist_domain()[0])
 images = split.x_test[:2]
 spectrum = pullback_spectrum(cnn, images)
 print(f"rank {spectrum.rank.tolist()}, null dimension {spectrum.null_dim.tolist()}")
@@ -205,12 +205,12 @@ save(plot_traces(walk), "mnist_simexp_traces.png")
 
 # %%
 try:
-    plant = datasets.load_ccpp()
+    plant = zoo.load_ccpp()
 except FileNotFoundError:
-    plant = datasets.synthetic_regression(n=2000, seed=0)
+    plant = zoo.synthetic_regression(n=2000, seed=0)
 x_train, y_train, x_test, y_test = plant.train_test_split(test_fraction=0.2, seed=0)
-regressor = models.PowerPlantResidualLSTM(in_features=4, hidden=16, steps=3, seed=0)
-models.train_regressor(regressor, x_train, y_train, epochs=40, lr=1e-2, seed=0, num_threads=1)
+regressor = zoo.PowerPlantResidualLSTM(in_features=4, hidden=16, steps=3, seed=0)
+zoo.train_regressor(regressor, x_train, y_train, epochs=40, lr=1e-2, seed=0, num_threads=1)
 with torch.no_grad():
     rmse = float((regressor(x_test) - y_test).square().mean().sqrt()) * plant.y_std
 print(f"{plant.name}: test RMSE {rmse:.2f} MW")

@@ -1,13 +1,14 @@
-"""Captum attribution classes built on the pullback metric, and a one-call `explain`."""
+"""Captum attribution classes built on the pullback metric, and a one-call `explain`.
 
+`simec_attribution` and `layer` hold the two Captum classes, `explanation` the one-call
+`explain`; internal: `_base` (what the classes share: score names, checks, baselines),
+`_spectrum_scores` and `_walk_scores` (the score implementations).
+"""
+
+from captum_simec.attr._base import SCORES, default_output_metric
+from captum_simec.attr.explanation import Explanation, explain
 from captum_simec.attr.layer import LayerSiMECAttribution
-from captum_simec.attr.simec_attribution import (
-    SCORES,
-    Explanation,
-    SiMECAttribution,
-    default_output_metric,
-    explain,
-)
+from captum_simec.attr.simec_attribution import SiMECAttribution
 
 __all__ = [
     "SCORES",

@@ -10,16 +10,17 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_simec import _compat
-from captum_simec.attr.simec_attribution import (
+from captum_simec.attr._base import (
     GEOMETRIC_SCORES,
     BaselinesType,
     InputsType,
-    MetricSpec,
+    ScoreRequest,
     SiMECMethod,
     check_request,
-    spectrum_scores,
 )
+from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import layer_representation
+from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["LayerSiMECAttribution"]
 
@@ -111,19 +112,10 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
         check_request(score, GEOMETRIC_SCORES, return_convergence_delta, options)
         formatted = _compat.format_inputs(inputs)
         references = self._baselines(baselines, formatted)
-        flat, spectrum = spectrum_scores(
-            self.forward_func,
-            formatted,
-            score=score,
-            target=target,
-            additional_forward_args=additional_forward_args,
-            output_metric=output_metric,
-            signed=signed,
-            internal_batch_size=internal_batch_size,
-            layer=self.layer,
-            attribute_to_layer_input=attribute_to_layer_input,
-            geometry_options=options,
+        request = ScoreRequest.collect(
+            locals(), forward_func=self.forward_func, inputs=formatted, options=options
         )
+        flat, spectrum = spectrum_scores(request, self.layer, attribute_to_layer_input)
         if references is not None:
             args = _compat.format_additional_forward_args(additional_forward_args)
 

@@ -15,6 +15,7 @@ level. An example whose hop fails to reach a level (e.g. blocked by the box) dro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,23 +25,21 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec.explore._bases import check_basis_size
+from captum_simec.explore._directions import NullPolicy
+from captum_simec.explore._policy import DirectionPolicy, StepView, WalkContext
+from captum_simec.explore._rng import ExampleRNG
+from captum_simec.explore._walker import run_walk
 from captum_simec.explore.constraints import Box
 from captum_simec.explore.corrector import Corrector, gauss_newton_step
-from captum_simec.explore.simec import simec
-from captum_simec.explore.walk import (
-    DirectionPolicy,
-    ExampleRNG,
-    StepView,
-    Walk,
-    WalkContext,
-    run_walk,
-)
+from captum_simec.explore.options import DEFAULTS, WalkOptions
+from captum_simec.explore.walk import Walk
 from captum_simec.geometry.spectrum import PullbackSpectrum
 
-__all__ = ["LevelHop", "Preimage", "preimage"]
+__all__ = ["Preimage", "preimage"]
 
 
-class LevelHop(DirectionPolicy):
+class _LevelHop(DirectionPolicy):
     """Gauss-Newton steps towards the output level `level`, each at most `step_size` long."""
 
     kind = "hop"
@@ -113,18 +112,18 @@ def preimage(
     hop_size: float = 0.05,
     max_hop_steps: int = 200,
     level_tol: float | None = None,
-    domain: Box | tuple[Any, Any] | None = None,
+    domain: Box | tuple[Any, Any] | None = DEFAULTS.domain,
     corrector: bool | Corrector = True,
     direction: str = "isotropic",
-    additional_forward_args: Any = None,
-    save_every: int = 1,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool | None = None,
-    jacobian_method: str = "auto",
-    internal_batch_size: int | None = None,
-    rtol: float | None = None,
-    atol: float = 0.0,
+    additional_forward_args: Any = DEFAULTS.additional_forward_args,
+    save_every: int = DEFAULTS.save_every,
+    seed: int | None = DEFAULTS.seed,
+    generator: torch.Generator | None = DEFAULTS.generator,
+    progress: bool | None = DEFAULTS.progress,
+    jacobian_method: str = DEFAULTS.jacobian_method,
+    internal_batch_size: int | None = DEFAULTS.internal_batch_size,
+    rtol: float | None = DEFAULTS.rtol,
+    atol: float = DEFAULTS.atol,
 ) -> Preimage:
     """Covers `{x : low <= f(x) <= high}` for a scalar-output model, level by level.
 
@@ -172,64 +171,18 @@ def preimage(
             f"preimage needs a scalar-output regressor, but forward_func returned {shape} for "
             f"a batch of {batch}: wrap the model to return the one output of interest."
         )
+    policy = NullPolicy(direction)
+    if direction == "eigenvector":
+        check_basis_size(inputs, "direction='eigenvector'")
     base = ExampleRNG(1, seed, generator).seeds[0]
-    common = {
-        "domain": domain,
-        "progress": progress,
-        "jacobian_method": jacobian_method,
-        "internal_batch_size": internal_batch_size,
-        "rtol": rtol,
-        "atol": atol,
-    }
+    sweep = WalkOptions.collect(locals(), steps=simec_steps, seed=base, generator=None)
+    hop = dataclasses.replace(
+        sweep, steps=max_hop_steps, step_size=hop_size, corrector=False, save_every=1
+    )
     values = low + (high - low) * (torch.arange(sweeps, dtype=torch.float64) + 0.5) / sweeps
-    alive = torch.arange(batch)
-    current: Tensor | tuple[Tensor, ...] = inputs
-    found: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-    walks: list[Walk | None] = []
-    hops: list[Walk] = []
-    for index, level in enumerate(values.tolist()):
-        subset_args = _compat.index_additional_forward_args(args, alive, batch)
-        hop = run_walk(
-            forward_func,
-            current,
-            LevelHop(level, level_tol),
-            steps=max_hop_steps,
-            step_size=hop_size,
-            additional_forward_args=subset_args,
-            seed=base,
-            **common,
-        )
-        hops.append(hop)
-        reached = torch.tensor([r == "level_reached" for r in hop.stop_reason])
-        if not reached.any():
-            walks.append(None)
-            break
-        alive = alive[reached]
-        walk = simec(
-            forward_func,
-            _take(hop.final, reached.nonzero().flatten()),
-            steps=simec_steps,
-            step_size=step_size,
-            additional_forward_args=_compat.index_additional_forward_args(args, alive, batch),
-            direction=direction,
-            corrector=corrector,
-            save_every=save_every,
-            seed=base + index * batch,
-            **common,
-        )
-        walks.append(walk)
-        outputs = walk.outputs[..., 0]
-        taken = walk.saved_steps.unsqueeze(1) <= walk.stopped_at.unsqueeze(0)
-        keep = taken & (outputs >= low).cpu() & (outputs <= high).cpu()
-        found.append(
-            (
-                walk.points_flat[keep.to(outputs.device)],
-                outputs[keep.to(outputs.device)],
-                torch.full((int(keep.sum()),), index, dtype=torch.long),
-                alive.unsqueeze(0).expand_as(keep)[keep],
-            )
-        )
-        current = walk.final
+    walks, hops, found = _cover_levels(
+        forward_func, inputs, args, (low, high), values, level_tol, policy, (sweep, hop)
+    )
     if found:
         flat, outputs, level_index, example = (torch.cat(p) for p in zip(*found, strict=True))
     else:
@@ -246,4 +199,76 @@ def preimage(
         high=float(high),
         walks=walks,
         hops=hops,
+    )
+
+
+def _cover_levels(
+    forward_func: Callable[..., Any],
+    inputs: Tensor | tuple[Tensor, ...],
+    args: tuple[Any, ...] | None,
+    interval: tuple[float, float],
+    values: Tensor,
+    level_tol: float,
+    policy: NullPolicy,
+    options: tuple[WalkOptions, WalkOptions],
+) -> tuple[list[Walk | None], list[Walk], list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
+    """Hops to each level in turn and sweeps it, from where the last sweep ended.
+
+    Args:
+        options: the options of the SiMEC sweeps and of the hops.
+
+    Returns:
+        The sweeps, the hops, and per level the points found in `interval` with their
+        outputs, level index and start example.
+    """
+    sweep, hop = options
+    batch = _compat.format_inputs(inputs)[0].shape[0]
+    alive = torch.arange(batch)
+    current = inputs
+    walks: list[Walk | None] = []
+    hops: list[Walk] = []
+    found: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+    for index, level in enumerate(values.tolist()):
+        subset_args = _compat.index_additional_forward_args(args, alive, batch)
+        hop_walk = run_walk(
+            forward_func,
+            current,
+            _LevelHop(level, level_tol),
+            dataclasses.replace(hop, additional_forward_args=subset_args),
+        )
+        hops.append(hop_walk)
+        reached = torch.tensor([r == "level_reached" for r in hop_walk.stop_reason])
+        if not reached.any():
+            walks.append(None)
+            break
+        alive = alive[reached]
+        options = dataclasses.replace(
+            sweep,
+            additional_forward_args=_compat.index_additional_forward_args(args, alive, batch),
+            seed=sweep.seed + index * batch,
+        )
+        walk = run_walk(
+            forward_func, _take(hop_walk.final, reached.nonzero().flatten()), policy, options
+        )
+        walks.append(walk)
+        found.append(_inside(walk, interval, index, alive))
+        current = walk.final
+    return walks, hops, found
+
+
+def _inside(
+    walk: Walk, interval: tuple[float, float], index: int, alive: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The saved points of `walk` with outputs in `interval`, their outputs, level index
+    `index` and start example (from `alive`)."""
+    low, high = interval
+    outputs = walk.outputs[..., 0]
+    taken = walk.saved_steps.unsqueeze(1) <= walk.stopped_at.unsqueeze(0)
+    keep = taken & (outputs >= low).cpu() & (outputs <= high).cpu()
+    on_device = keep.to(outputs.device)
+    return (
+        walk.points_flat[on_device],
+        outputs[on_device],
+        torch.full((int(keep.sum()),), index, dtype=torch.long),
+        alive.unsqueeze(0).expand_as(keep)[keep],
     )

@@ -2,14 +2,15 @@
 
 `J(x) = df/dx` is taken per example with respect to all inputs, flattened to length n and
 concatenated in input order. Several paths compute it; which is fastest depends on the model
-(see design.md, measured pitfalls):
+and the batch size, so ``"auto"`` times the two general ones on its first call per model and
+call signature and keeps the faster:
 
 - ``"backward"``: one backward of the batch through the forward graph (only when p = 1 row).
 - ``"batched_grad"``: one forward, then `torch.autograd.grad(..., is_grads_batched=True)`
-  over the rows (vmap over the backward); the fastest path in our benchmarks.
+  over the rows (vmap over the backward); often the fastest for batches of several examples.
 - ``"replicate"``: each example is replicated once per row of `C` and one backward with the
   rows as `grad_outputs` gives every vector-Jacobian product; always works (the fallback),
-  and chunks by `internal_batch_size`.
+  chunks by `internal_batch_size`, and is often the fastest for one example.
 - ``"vmap"``: `torch.func.vmap(jacrev)` per example; ``"jacfwd"``: forward mode.
 
 Examples never interact: every path assumes `f` treats the examples of a batch
@@ -18,17 +19,17 @@ independently (true in eval mode).
 
 from __future__ import annotations
 
-import contextlib
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from captum_simec._compat import index_additional_forward_args
+from captum_simec.geometry._calibration import cached_path, calibrate, time_paths
+from captum_simec.geometry._modules import adapters, check_eval_mode, cudnn_for, module_of
 from captum_simec.geometry.metrics import EuclideanMetric, OutputMetric
 
 __all__ = [
@@ -41,11 +42,8 @@ __all__ = [
 ]
 
 JACOBIAN_METHODS = ("auto", "backward", "replicate", "batched_grad", "vmap", "jacfwd")
-_TORCH_FUNC_METHODS = ("vmap", "jacfwd")
-_RANDOM_IN_TRAINING = (
-    nn.modules.dropout._DropoutNd,
-    nn.modules.batchnorm._BatchNorm,
-)
+#: the paths that differentiate through the first forward's graph.
+_GRAPH_METHODS = ("auto", "backward", "batched_grad")
 
 
 @dataclass
@@ -67,59 +65,6 @@ class PulledBackFactor:
     target: Tensor | None
     method: str
     fallback_reason: str | None = None
-
-
-def _module_of(forward_func: Callable[..., Any]) -> nn.Module | None:
-    """The module behind `forward_func`, if any: itself, the owner of a bound method, or the
-    module wrapped by one of our adapters (which keep it as `.forward_func`)."""
-    while not isinstance(forward_func, nn.Module) and hasattr(forward_func, "forward_func"):
-        forward_func = forward_func.forward_func
-    if isinstance(forward_func, nn.Module):
-        return forward_func
-    owner = getattr(forward_func, "__self__", None)
-    return owner if isinstance(owner, nn.Module) else None
-
-
-def _cudnn_for(forward_func: Callable[..., Any], device: torch.device) -> Any:
-    """cuDNN off for recurrent modules on CUDA (it refuses RNN backward in eval mode)."""
-    module = _module_of(forward_func)
-    recurrent = module is not None and any(isinstance(m, nn.RNNBase) for m in module.modules())
-    if recurrent and device.type == "cuda":
-        return torch.backends.cudnn.flags(enabled=False)
-    return contextlib.nullcontext()
-
-
-def check_eval_mode(forward_func: Callable[..., Any], strict: bool = False) -> None:
-    """Refuses a module in training mode whose layers make `f` random or batch-dependent.
-
-    Args:
-        forward_func: a module, a bound method of one, or another callable (not checked).
-        strict: refuse a module in training mode whatever its layers (the audit and the
-            attacks, whose numbers describe the model as deployed).
-
-    Raises:
-        ValueError: a dropout, batch-norm or recurrent-dropout layer is in training mode, or
-            with `strict`, the module is.
-    """
-    module = _module_of(forward_func)
-    if module is None:
-        return
-    if strict and module.training:
-        raise ValueError(
-            "The model is in training mode (dropout and batch-norm make f random or "
-            "batch-dependent, so every number computed from it would be meaningless): call "
-            "model.eval() first."
-        )
-    for name, sub in module.named_modules():
-        stochastic = isinstance(sub, _RANDOM_IN_TRAINING) or (
-            isinstance(sub, nn.RNNBase) and sub.dropout > 0
-        )
-        if sub.training and stochastic:
-            raise ValueError(
-                f"The model is in training mode and its layer {name or type(sub).__name__!r} "
-                f"({type(sub).__name__}) makes f random or batch-dependent, so its Jacobian "
-                "is meaningless: call model.eval() first."
-            )
 
 
 def _flat_outputs(output: Any, batch: int) -> Tensor:
@@ -175,21 +120,43 @@ def _replicate(
     rows: Tensor,
     chunk: int | None,
 ) -> Tensor:
-    """VJPs of every (example, row) pair by replicating examples along the batch."""
-    batch, p, _ = rows.shape
-    n = sum(x[0].numel() for x in inputs)
-    factor = torch.empty(batch, p, n, dtype=inputs[0].dtype, device=inputs[0].device)
+    """VJPs of every (example, row) pair by replicating examples along the batch.
+
+    Example `b` is repeated once per row `k` of its metric; one backward with the rows as
+    `grad_outputs` gives the (b, k) vector-Jacobian products, `chunk` pairs per pass.
+    """
+    batch, p, m = rows.shape
+    pairs = batch * p
     example = torch.arange(batch, device=rows.device).repeat_interleave(p)
-    row = torch.arange(p, device=rows.device).repeat(batch)
-    step = len(example) if chunk is None else max(1, chunk)
-    for start in range(0, len(example), step):
-        b, k = example[start : start + step], row[start : start + step]
-        replicated = tuple(x[b].detach().requires_grad_(True) for x in inputs)
-        output = forward_func(*replicated, *index_additional_forward_args(args, b, batch))
-        flat = _flat_outputs(output, len(b))
-        _require_graph(flat)
-        factor[b, k] = _grads(flat, replicated, rows[b, k].to(flat.dtype))
-    return factor
+    flat_rows = rows.reshape(pairs, m)
+    step = pairs if chunk is None else max(1, chunk)
+    if step >= pairs:  # one pass, no index bookkeeping
+        factor = _replicated_pass(forward_func, inputs, args, example, flat_rows)
+    else:
+        n = sum(x[0].numel() for x in inputs)
+        factor = torch.empty(pairs, n, dtype=inputs[0].dtype, device=inputs[0].device)
+        for start in range(0, pairs, step):
+            pair = slice(start, start + step)
+            factor[pair] = _replicated_pass(
+                forward_func, inputs, args, example[pair], flat_rows[pair]
+            )
+    return factor.reshape(batch, p, -1)
+
+
+def _replicated_pass(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    args: tuple[Any, ...] | None,
+    example: Tensor,
+    rows: Tensor,
+) -> Tensor:
+    """The VJPs (pairs, n) of `rows[j]` (pairs, m) at example `example[j]`, one backward."""
+    batch = inputs[0].shape[0]
+    replicated = tuple(x.detach().index_select(0, example).requires_grad_(True) for x in inputs)
+    output = forward_func(*replicated, *index_additional_forward_args(args, example, batch))
+    flat = _flat_outputs(output, example.shape[0])
+    _require_graph(flat)
+    return _grads(flat, replicated, rows.to(flat.dtype))
 
 
 def _torch_func_jacobian(
@@ -239,9 +206,12 @@ def pullback_factor(
             them (so that Captum's target forms can be resolved once the output is known).
         additional_forward_args: extra arguments; tensors with the batch size are indexed
             with the examples.
-        method: one of `JACOBIAN_METHODS`; ``"auto"`` picks ``"backward"`` for p = 1,
-            ``"jacfwd"`` when n < p, else ``"batched_grad"`` (fastest in `benchmarks/`),
-            falling back to ``"replicate"`` where vmap cannot run the backward.
+        method: one of `JACOBIAN_METHODS`. ``"auto"`` takes ``"backward"`` for p = 1 and
+            ``"jacfwd"`` when n < p; otherwise, on its first call for a model and a call
+            signature (per-example input shapes, dtypes, device, and the batch size rounded
+            up to a power of two), it times ``"replicate"`` against ``"batched_grad"`` (see
+            `captum_simec.geometry._calibration`) and caches the faster for the later calls.
+            A path that fails or warns on this model is left out.
         internal_batch_size: most (example, row) pairs per backward pass (memory bound).
 
     On CUDA, cuDNN is switched off for the call when the model has recurrent layers.
@@ -254,7 +224,7 @@ def pullback_factor(
     if internal_batch_size is not None and internal_batch_size < 1:
         raise ValueError("`internal_batch_size` must be a positive int (or None).")
     check_eval_mode(forward_func)
-    with _cudnn_for(forward_func, inputs[0].device):
+    with cudnn_for(forward_func, inputs[0].device):
         return _pullback_factor(
             forward_func,
             inputs,
@@ -264,6 +234,43 @@ def pullback_factor(
             method,
             internal_batch_size,
         )
+
+
+@dataclass
+class _Job:
+    """One factor to compute: the model, the point, the metric's rows and the first forward.
+
+    `leaves` and `flat` carry the first forward's graph when it was kept (for the paths that
+    differentiate through it); `chunk` bounds the (example, row) pairs per backward pass.
+    """
+
+    forward_func: Callable[..., Any]
+    inputs: tuple[Tensor, ...]
+    args: tuple[Any, ...] | None
+    rows: Tensor
+    chunk: int | None
+    leaves: tuple[Tensor, ...]
+    flat: Tensor
+
+    def factor(self, path: str, retain_graph: bool = False) -> Tensor:
+        """`A` (batch, p, n) by `path`; `retain_graph` keeps the first forward's graph."""
+        if path == "backward":
+            row = self.rows[:, 0]
+            return _grads(self.flat, self.leaves, row, retain_graph=retain_graph).unsqueeze(1)
+        if path == "batched_grad":
+            batched = _grads(
+                self.flat,
+                self.leaves,
+                self.rows.transpose(0, 1),
+                is_grads_batched=True,
+                retain_graph=retain_graph,
+            )
+            return batched.transpose(0, 1).contiguous()
+        with torch.enable_grad():  # callers such as NoiseTunnel run under no_grad
+            if path == "replicate":
+                return _replicate(self.forward_func, self.inputs, self.args, self.rows, self.chunk)
+            jac = _torch_func_jacobian(self.forward_func, self.inputs, self.args, path)
+        return self.rows.to(jac.dtype) @ jac
 
 
 def _pullback_factor(
@@ -276,9 +283,13 @@ def _pullback_factor(
     internal_batch_size: int | None,
 ) -> PulledBackFactor:
     batch = inputs[0].shape[0]
+    key = _owner_and_signature(forward_func, inputs)
+    cached = cached_path(*key) if method == "auto" else None  # "auto": not calibrated yet
     # keep the first forward's graph only for the paths that differentiate through it
-    use_graph = method in ("auto", "backward", "batched_grad") and (
-        internal_batch_size is None or batch <= internal_batch_size
+    use_graph = (
+        method in _GRAPH_METHODS
+        and cached != "replicate"
+        and (internal_batch_size is None or batch <= internal_batch_size)
     )
     with torch.enable_grad() if use_graph else torch.no_grad():
         leaves = tuple(x.detach().requires_grad_(use_graph) for x in inputs)
@@ -289,54 +300,92 @@ def _pullback_factor(
     _check_finite_outputs(flat.detach())
     target_index = target(output.shape) if callable(target) else target
     rows = metric.cotangents(flat.detach(), target_index)
-    p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
-    chosen = method
-    if method == "auto":
-        chosen = "backward" if p == 1 else ("jacfwd" if n < p else "batched_grad")
-    if chosen == "backward" and p != 1:
-        raise ValueError(
-            f"jacobian_method='backward' needs a one-row metric; this one has {p} rows: "
-            "use 'replicate' or 'auto'."
+    job = _Job(
+        forward_func, inputs, additional_forward_args, rows, internal_batch_size, leaves, flat
+    )
+    chosen, fallback = _choose_path(method, cached, job, use_graph)
+    if chosen == "auto":
+        chosen, factor = calibrate(
+            lambda path: job.factor(path, retain_graph=True),
+            *key,
+            fallback=lambda: job.factor("replicate"),
         )
-    fallback = None
-    if chosen in ("backward", "batched_grad") and (
-        not use_graph or (internal_batch_size is not None and batch * p > internal_batch_size)
-    ):
-        fallback = f"internal_batch_size={internal_batch_size} bounds the rows per pass"
-        chosen = "replicate"
-    try:
-        if chosen == "backward":
-            factor = _grads(flat, leaves, rows[:, 0]).unsqueeze(1)
-        elif chosen == "batched_grad":
-            batched = _grads(flat, leaves, rows.transpose(0, 1), is_grads_batched=True)
-            factor = batched.transpose(0, 1).contiguous()
-        elif chosen in _TORCH_FUNC_METHODS:
-            with torch.enable_grad():
-                jac = _torch_func_jacobian(forward_func, inputs, additional_forward_args, chosen)
-            factor = rows.to(jac.dtype) @ jac
-    except Exception as error:  # vmap-based paths cannot trace every model
-        fallback = f"{chosen} failed ({type(error).__name__}: {error})"[:300]
-        if method != "auto":
-            warnings.warn(
-                f"jacobian_method={chosen!r} failed on this model; using 'replicate'. "
-                f"Reason: {fallback}",
-                stacklevel=2,
-            )
-        chosen = "replicate"
-    output, flat = output.detach(), None  # free the first graph
-    if chosen == "replicate":
-        with torch.enable_grad():  # callers such as NoiseTunnel run under no_grad
-            factor = _replicate(
-                forward_func, inputs, additional_forward_args, rows, internal_batch_size
-            )
+    else:
+        chosen, factor, fallback = _run_path(job, chosen, method, fallback)
     return PulledBackFactor(
-        outputs=output,
+        outputs=output.detach(),
         factor=factor.detach(),
         cotangents=rows,
         target=target_index,
         method=chosen,
         fallback_reason=fallback,
     )
+
+
+def _choose_path(
+    method: str, cached: str | None, job: _Job, use_graph: bool
+) -> tuple[str, str | None]:
+    """The path to run (``"auto"``: calibrate now) and why a requested one was replaced.
+
+    `cached` is `auto`'s choice for this model and signature (``"auto"`` before the first
+    calibration); a path that needs the first forward's graph runs by ``"replicate"`` where
+    the graph was not kept.
+
+    Raises:
+        ValueError: ``"backward"`` asked for a metric with more than one row.
+    """
+    batch, p = job.rows.shape[:2]
+    n = sum(x[0].numel() for x in job.inputs)
+    chosen = method
+    if method == "auto":
+        chosen = "backward" if p == 1 else ("jacfwd" if n < p else cached)
+    if chosen == "backward" and p != 1:
+        raise ValueError(
+            f"jacobian_method='backward' needs a one-row metric; this one has {p} rows: "
+            "use 'replicate' or 'auto'."
+        )
+    bounded = job.chunk is not None and batch * p > job.chunk
+    if chosen in _GRAPH_METHODS and (bounded or not use_graph):
+        reason = f"internal_batch_size={job.chunk} bounds the rows per pass" if bounded else None
+        return "replicate", reason
+    return chosen, None
+
+
+def _run_path(
+    job: _Job, path: str, method: str, fallback: str | None
+) -> tuple[str, Tensor, str | None]:
+    """The factor by `path`, or by ``"replicate"`` where a vmap-based path cannot run."""
+    try:
+        return path, job.factor(path), fallback
+    except Exception as error:  # vmap-based paths cannot trace every model
+        if path == "replicate":
+            raise
+        reason = f"{path} failed ({type(error).__name__}: {error})"[:300]
+        if method != "auto":
+            warnings.warn(
+                f"jacobian_method={path!r} failed on this model; using 'replicate'. "
+                f"Reason: {reason}",
+                stacklevel=4,
+            )
+        return "replicate", job.factor("replicate"), reason
+
+
+def _owner_and_signature(
+    forward_func: Callable[..., Any], inputs: tuple[Tensor, ...]
+) -> tuple[Any, tuple]:
+    """The object to cache `auto`'s choice on, and what else the choice depends on.
+
+    The owner is the module behind `forward_func` (or the function itself); the signature
+    holds the chain of adapters around it, the per-example input shapes and dtypes, the
+    device, and the batch size rounded up to a power of two (a walk whose examples stop one
+    by one calibrates a few times, not once per batch size).
+    """
+    chain, func = adapters(forward_func)
+    chain.append(getattr(func, "__func__", type(func)))
+    shapes = tuple((tuple(x.shape[1:]), x.dtype) for x in inputs)
+    module = module_of(forward_func)
+    owner = func if module is None else module
+    return owner, (tuple(chain), (inputs[0].shape[0] - 1).bit_length(), shapes, inputs[0].device)
 
 
 def jacobian(
@@ -373,8 +422,8 @@ def fastest_jacobian_method(
     about n copies of the activations).
 
     Returns:
-        The fastest method's name and the median seconds of each path that ran (paths that
-        fail on this model are left out).
+        The fastest method's name and each path's shortest time over `repeats` warm runs
+        (after a warm-up run each, taking turns); paths that fail or warn are left out.
     """
     probe = pullback_factor(
         forward_func, inputs, metric, target, additional_forward_args, "replicate"
@@ -383,21 +432,14 @@ def fastest_jacobian_method(
     candidates = ["replicate", "batched_grad", "vmap"]
     candidates += ["jacfwd"] if n < p else []
     candidates += ["backward"] if p == 1 else []
-    timings: dict[str, float] = {}
-    for method in candidates:
-        runs = []
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    pullback_factor(
-                        forward_func, inputs, metric, target, additional_forward_args, method
-                    )
-                    runs.append(time.perf_counter() - start)
-        except Exception:  # the path does not apply to this model or metric
-            continue
-        timings[method] = sorted(runs)[len(runs) // 2]
-    if not timings:
+    timed = time_paths(
+        lambda method: pullback_factor(
+            forward_func, inputs, metric, target, additional_forward_args, method
+        ),
+        candidates,
+        repeats,
+    )
+    if not timed:
         raise RuntimeError("No Jacobian path ran on this model.")
+    timings = {method: seconds for method, (seconds, _) in timed.items()}
     return min(timings, key=timings.get), timings

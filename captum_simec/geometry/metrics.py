@@ -19,6 +19,7 @@ __all__ = [
     "FixedMetric",
     "MarginMetric",
     "MatrixMetric",
+    "MetricSpec",
     "OutputMetric",
     "TargetMetric",
     "TopKMetric",
@@ -268,6 +269,9 @@ class FixedMetric(OutputMetric):
         return FixedMetric(self.rows[index], self.name)
 
 
+#: what an `output_metric` argument accepts (see `resolve_output_metric`).
+MetricSpec = str | OutputMetric | Tensor | Callable[[Tensor], Tensor]
+
 _NAMED = {
     "euclidean": EuclideanMetric,
     "target": TargetMetric,
@@ -277,9 +281,7 @@ _NAMED = {
 }
 
 
-def resolve_output_metric(
-    spec: str | OutputMetric | Tensor | Callable[[Tensor], Tensor], k: int | None = None
-) -> OutputMetric:
+def resolve_output_metric(spec: MetricSpec, k: int | None = None) -> OutputMetric:
     """Turns a metric name, a PSD matrix, a callable or an `OutputMetric` into a metric.
 
     Args:

@@ -258,42 +258,47 @@ class PullbackSpectrum:
         flat = self._restrict(self.flatten(vectors))
         return flat - self.project_range(flat)
 
-    def _gaussian(self, generator: torch.Generator | None) -> Tensor:
+    def null_direction(self, noise: Tensor) -> Tensor:
+        """Unit null directions `P_N z / ||P_N z||` (batch, n) from draws `z` (batch, n).
+
+        Gaussian `z` gives directions uniform on the null sphere. Examples whose null space
+        is trivial get the zero vector.
+        """
+        return _normalise(self.project_null(noise), self.null_dim > 0)
+
+    def range_direction(self, coefficients: Tensor, weighted: bool = False) -> Tensor:
+        """Unit range directions `V c / ||V c||` (batch, n) from coefficients `c` (batch, p).
+
+        With `weighted`, `c_k` is scaled by `s_k` first (favouring fast directions). Examples
+        of rank 0 get the zero vector.
+        """
+        if weighted:
+            coefficients = coefficients * self.singular_values.to(coefficients.dtype)
+        vectors = self.right_vectors.to(coefficients.dtype)
+        return _normalise((vectors @ coefficients.unsqueeze(2)).squeeze(2), self.rank > 0)
+
+    def _gaussian(self, generator: torch.Generator | None, size: int) -> Tensor:
         return torch.randn(
             self.batch_size,
-            self.num_features,
+            size,
             generator=generator,
             dtype=self.factor.dtype,
             device=self.factor.device,
         )
 
     def sample_null(self, generator: torch.Generator | None = None) -> Tensor:
-        """Unit vectors uniform on the null sphere (batch, n): Gaussian, projected, normalised.
-
-        Examples whose null space is trivial get the zero vector.
-        """
-        direction = self.project_null(self._gaussian(generator))
-        return _normalise(direction, self.null_dim > 0)
+        """Unit vectors uniform on the null sphere (batch, n) (see `null_direction`)."""
+        return self.null_direction(self._gaussian(generator, self.num_features))
 
     def sample_range(
         self, generator: torch.Generator | None = None, weighted: bool = False
     ) -> Tensor:
         """Unit vectors in the range space (batch, n), isotropic or weighted by `s_k`.
 
-        Examples of rank 0 get the zero vector.
+        Examples of rank 0 get the zero vector (see `range_direction`).
         """
-        coefficients = torch.randn(
-            self.right_vectors.shape[:1] + self.right_vectors.shape[2:],
-            generator=generator,
-            dtype=self.factor.dtype,
-            device=self.factor.device,
-        )
-        if weighted:
-            coefficients = coefficients * self.singular_values.to(coefficients.dtype)
-        direction = (self.right_vectors.to(coefficients.dtype) @ coefficients.unsqueeze(2)).squeeze(
-            2
-        )
-        return _normalise(direction, self.rank > 0)
+        coefficients = self._gaussian(generator, self.right_vectors.shape[2])
+        return self.range_direction(coefficients, weighted)
 
     # ----- per-feature scores (method.md section 4) -----
     def relevance(self) -> Tensor:

@@ -1,6 +1,9 @@
-"""Tiny models for the attribution tests (defined here, trained on nothing)."""
+"""Tiny models for the attribution tests (defined here, trained on nothing), and Saliency."""
+
+import warnings
 
 import torch
+from captum.attr import Saliency
 from torch import Tensor, nn
 
 
@@ -73,3 +76,10 @@ def mlp(n: int = 6, m: int = 3, seed: int = 0) -> nn.Sequential:
     """A small smooth MLP classifier."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(n, 8), nn.Tanh(), nn.Linear(8, m)).eval()
+
+
+def saliency(model: nn.Module, x: Tensor, target, abs: bool = True) -> Tensor:
+    """Captum's Saliency, without its note that it set `requires_grad`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return Saliency(model).attribute(x, target=target, abs=abs)

@@ -6,23 +6,8 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients, Saliency
 
-from captum_simec.attr import SCORES, SiMECAttribution, explain
-from tests.attr.helpers import GridOutput, Linear, ScaledMLP, TwoInputs, mlp
-
-
-def _saliency(model, x, target, abs=True):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # Captum sets requires_grad and says so
-        return Saliency(model).attribute(x, target=target, abs=abs)
-
-
-@pytest.fixture
-def linear():
-    weight = torch.tensor(
-        [[1.0, -2.0, 0.5, 3.0, 0.0], [0.0, 1.0, -1.0, 2.0, 0.0], [2.0, 0.0, 1.0, -1.0, 0.0]],
-        dtype=torch.float64,
-    )
-    return Linear(weight).eval(), weight
+from captum_simec.attr import SCORES, SiMECAttribution
+from tests.attr.helpers import GridOutput, ScaledMLP, TwoInputs, mlp, saliency
 
 
 # ----- closed forms on a linear model -----
@@ -109,10 +94,10 @@ def test_multiplies_by_inputs_and_convergence_delta_are_truthful():
     [1, torch.tensor(2), torch.tensor([0, 1, 2, 1]), [2, 0, 0, 1]],
     ids=["int", "scalar_tensor", "tensor", "list"],
 )
-def test_target_relevance_equals_saliency(target):
+def test_target_relevance_equalssaliency(target):
     model, x = mlp(), torch.randn(4, 6)
     ours = SiMECAttribution(model).attribute(x, target=target, output_metric="target")
-    assert torch.equal(ours, _saliency(model, x, target))
+    assert torch.equal(ours, saliency(model, x, target))
     # the default metric with a target is "target"
     assert torch.equal(SiMECAttribution(model).attribute(x, target=target), ours)
 
@@ -121,13 +106,13 @@ def test_target_relevance_equals_saliency(target):
 def test_target_relevance_equals_saliency_on_multidimensional_outputs(target):
     model, x = GridOutput().eval(), torch.randn(3, 4)
     ours = SiMECAttribution(model).attribute(x, target=target)
-    assert torch.equal(ours, _saliency(model, x, target))
+    assert torch.equal(ours, saliency(model, x, target))
 
 
 def test_signed_target_relevance_equals_the_gradient():
     model, x = mlp(), torch.randn(4, 6)
     signed = SiMECAttribution(model).attribute(x, target=[0, 1, 2, 0], signed=True)
-    assert torch.equal(signed, _saliency(model, x, [0, 1, 2, 0], abs=False))
+    assert torch.equal(signed, saliency(model, x, [0, 1, 2, 0], abs=False))
 
 
 def test_signed_relevance_with_another_metric_carries_the_target_gradient_sign():
@@ -135,7 +120,7 @@ def test_signed_relevance_with_another_metric_carries_the_target_gradient_sign()
     attribution = SiMECAttribution(model)
     magnitude = attribution.attribute(x, target=2, output_metric="euclidean")
     signed = attribution.attribute(x, target=2, output_metric="euclidean", signed=True)
-    gradient = _saliency(model, x, 2, abs=False)
+    gradient = saliency(model, x, 2, abs=False)
     torch.testing.assert_close(signed, magnitude * gradient.sign())
 
 
@@ -178,7 +163,7 @@ def test_tuple_in_tuple_out_matches_the_concatenated_gradient():
     a, b = torch.randn(3, 4), torch.randn(3, 2, 3)
     result = SiMECAttribution(model).attribute((a, b), target=[0, 1, 2])
     assert isinstance(result, tuple) and [r.shape for r in result] == [a.shape, b.shape]
-    expected = _saliency(model, (a, b), [0, 1, 2])
+    expected = saliency(model, (a, b), [0, 1, 2])
     for ours, theirs in zip(result, expected, strict=True):
         assert torch.equal(ours, theirs)
 
@@ -244,92 +229,6 @@ def test_user_tensors_are_untouched_and_grad_works_under_no_grad(score):
     assert not plain.requires_grad and plain.grad is None
     assert not result.requires_grad and result.shape == plain.shape
     assert all(p.grad is None for p in model.parameters())
-
-
-# ----- walk scores -----
-def test_flip_on_a_linear_classifier_is_the_distance_to_the_decision_boundary():
-    weight = torch.tensor([[1.0, 2.0, 0.0, -1.0], [-1.0, 0.5, 0.0, 1.0]], dtype=torch.float64)
-    model = Linear(weight).eval()
-    x = torch.tensor([[1.0, 0.5, 3.0, 0.2], [0.3, 1.0, -2.0, 0.0]], dtype=torch.float64)
-    normal = weight[0] - weight[1]  # gradient of the margin of class 0 over class 1
-    margin = x @ normal
-    expected = -(margin / normal.square().sum()).unsqueeze(1) * normal
-    signed = SiMECAttribution(model).attribute(
-        x, target=0, score="flip", signed=True, steps=100, step_size=0.05
-    )
-    torch.testing.assert_close(signed, expected, atol=1e-4, rtol=0)
-    unsigned = SiMECAttribution(model).attribute(
-        x, target=0, score="flip", steps=100, step_size=0.05
-    )
-    torch.testing.assert_close(unsigned, expected.abs(), atol=1e-4, rtol=0)
-    assert torch.all(unsigned[:, 2] == 0)  # a feature the model ignores never moves
-
-
-def test_flip_towards_a_class_that_is_not_predicted_walks_up_its_margin():
-    weight = torch.tensor([[1.0, 2.0, 0.0, -1.0], [-1.0, 0.5, 0.0, 1.0]], dtype=torch.float64)
-    model = Linear(weight).eval()
-    x = torch.tensor([[1.0, 0.5, 3.0, 0.2], [0.3, 1.0, -2.0, 0.0]], dtype=torch.float64)
-    attribution = SiMECAttribution(model)
-    kw = dict(score="flip", signed=True, steps=100, step_size=0.05)
-    leave = attribution.attribute(x, target=0, **kw)  # both examples predict class 0
-    reach = attribution.attribute(x, target=1, **kw)  # two classes: the same boundary
-    torch.testing.assert_close(reach, leave, atol=1e-4, rtol=0)
-    mixed = attribution.attribute(x, target=[0, 1], **kw)
-    torch.testing.assert_close(mixed, leave, atol=1e-4, rtol=0)
-
-
-def test_flip_reads_a_one_output_model_as_a_binary_logit():
-    weight = torch.tensor([[2.0, -1.0]], dtype=torch.float64)
-    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)  # f = 1 > 0
-    flip = SiMECAttribution(Linear(weight).eval()).attribute(
-        x, score="flip", signed=True, steps=50, step_size=0.05
-    )
-    expected = -(1.0 / 5.0) * weight  # reach f = 0 along -grad f
-    torch.testing.assert_close(flip, expected, atol=1e-4, rtol=0)
-
-
-def test_flip_warns_when_the_walk_stops_before_the_class_changes():
-    weight = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
-    x = torch.tensor([[5.0, 0.0]])
-    with pytest.warns(UserWarning, match="stopped before their decision changed"):
-        SiMECAttribution(Linear(weight).eval()).attribute(
-            x, target=0, score="flip", steps=3, step_size=0.01
-        )
-
-
-def test_class_extent_never_moves_a_feature_the_output_depends_on_alone():
-    weight = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)  # f = x_0
-    x = torch.randn(2, 3, dtype=torch.float64)
-    attribution = SiMECAttribution(Linear(weight).eval())
-    extent = attribution.attribute(x, score="class_extent", steps=20, step_size=0.1, seed=3)
-    assert torch.all(extent[:, 0] < 1e-12)
-    assert torch.all(extent[:, 1:] > 0) and torch.all(extent <= 20 * 0.1 + 1e-12)
-    again = attribution.attribute(x, score="class_extent", steps=20, step_size=0.1, seed=3)
-    assert torch.equal(extent, again)
-
-
-# ----- explain -----
-def test_explain_returns_the_spectrum_and_both_maps(linear):
-    model, weight = linear
-    x = torch.randn(2, 5, dtype=torch.float64)
-    result = explain(model, x)
-    attribution = SiMECAttribution(model)
-    torch.testing.assert_close(result.relevance, attribution.attribute(x))
-    torch.testing.assert_close(result.robustness, attribution.attribute(x, score="robustness"))
-    assert result.rank.tolist() == [3, 3] and result.null_dim.tolist() == [2, 2]
-    expected = torch.linalg.svdvals(weight).square()
-    torch.testing.assert_close(result.eigenvalues, expected.expand(2, 3))
-    assert torch.equal(result.predicted, (x @ weight.T).argmax(dim=1))
-    assert result.output_metric == "euclidean" and result.target is None
-
-
-def test_explain_with_a_target_is_target_specific_and_plots():
-    model, x = mlp(), torch.randn(3, 6)
-    result = explain(model, x, target=1)
-    assert result.output_metric == "target" and result.rank.tolist() == [1, 1, 1]
-    assert torch.equal(result.relevance, _saliency(model, x, 1))
-    figure = result.plot(examples=2)
-    assert len(figure.axes) == 8
 
 
 # ----- errors -----

@@ -18,9 +18,9 @@ import torch
 from captum_simec.audit import RobustnessAudit, audit_distributed, load_audit
 from captum_simec.audit.distributed import _distributed_loader
 from captum_simec.cli import main
+from tests.test_cli import FAST, TINY_MODULE
 
 from .helpers import assert_same_records, tiny_data, tiny_mlp
-from .test_cli import FAST, TINY_MODULE
 
 
 def _records(path: Path) -> list[dict]:

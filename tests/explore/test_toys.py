@@ -58,7 +58,7 @@ def test_relu_2d_dead_region_is_two_dimensional_and_rank_change_stops():
 
 
 def test_relu_2d_rank_change_warns_and_continues():
-    with pytest.warns(RankChangeWarning, match="rank of the pullback metric changed"):
+    with pytest.warns(RankChangeWarning, match="rank of the pullback metric changed") as caught:
         walk = simec(
             toy([1, -1]),
             _start(-1.85, 1.3),
@@ -69,3 +69,4 @@ def test_relu_2d_rank_change_warns_and_continues():
         )
     assert walk.stop_reason == ["steps"]
     assert walk.rank_changes.item() >= 1
+    assert caught[0].filename == __file__  # the warning points at the caller

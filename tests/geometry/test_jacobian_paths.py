@@ -155,11 +155,11 @@ def test_runs_under_no_grad():
     assert (spec.rank == 4).all()
 
 
-def test_auto_uses_batched_grad_and_chunking_replicates():
+def test_auto_times_the_general_paths_and_chunking_replicates():
     model = TinyMLP(n=6, m=4).double().eval()
     x = torch.randn(5, 6, dtype=torch.float64)
     auto = jacobian(model, (x,))
-    assert auto.method == "batched_grad" and auto.fallback_reason is None
+    assert auto.method in ("replicate", "batched_grad") and auto.fallback_reason is None
     chunked = jacobian(model, (x,), internal_batch_size=3)
     assert chunked.method == "replicate"
     assert "internal_batch_size=3" in chunked.fallback_reason
@@ -169,12 +169,12 @@ def test_auto_uses_batched_grad_and_chunking_replicates():
 def test_cudnn_is_switched_off_only_for_recurrent_models_on_cuda():
     import contextlib
 
-    from captum_simec.explore.walk import _FlatOutputs
-    from captum_simec.geometry.jacobian import _cudnn_for
+    from captum_simec.explore._flat_model import FlatOutputs
+    from captum_simec.geometry._modules import cudnn_for
 
     gru = dict((c[0], c) for c in ZOO)["gru"][1]
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert not isinstance(_cudnn_for(gru, cuda), contextlib.nullcontext)
-    assert not isinstance(_cudnn_for(_FlatOutputs(gru.forward), cuda), contextlib.nullcontext)
-    assert isinstance(_cudnn_for(gru, cpu), contextlib.nullcontext)
-    assert isinstance(_cudnn_for(TinyMLP(), cuda), contextlib.nullcontext)
+    assert not isinstance(cudnn_for(gru, cuda), contextlib.nullcontext)
+    assert not isinstance(cudnn_for(FlatOutputs(gru.forward), cuda), contextlib.nullcontext)
+    assert isinstance(cudnn_for(gru, cpu), contextlib.nullcontext)
+    assert isinstance(cudnn_for(TinyMLP(), cuda), contextlib.nullcontext)

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from captum_simec.datasets import load_ccpp
 from captum_simec.explore import Box, simec
 from captum_simec.geometry import pullback_spectrum
-from captum_simec.models import PowerPlantResidualLSTM, train_regressor
-from captum_simec.viz_walks import plot_class_scatter
+from captum_simec.viz import plot_class_scatter
+from captum_simec.zoo import PowerPlantResidualLSTM, load_ccpp, train_regressor
 
 UNITS = {"AT": "C", "V": "cm Hg", "AP": "mbar", "RH": "%"}
 STARTS = slice(0, 8)  # the first eight test rows

@@ -25,10 +25,9 @@ import time
 import pytest
 import torch
 
-from captum_simec.datasets import mnist_domain, mnist_split
 from captum_simec.explore import Box, simec, simexp
 from captum_simec.geometry import pullback_spectrum
-from captum_simec.models import PaperMNISTCNN, accuracy, train_classifier
+from captum_simec.zoo import PaperMNISTCNN, accuracy, mnist_domain, mnist_split, train_classifier
 
 PAPER = {"epochs": 1, "lr": 0.01, "momentum": 0.5}  # the paper's recipe
 LONGER = {"epochs": 5, "lr": 0.05, "momentum": 0.9}  # ours: trains to ~0.96 on 8,000 images

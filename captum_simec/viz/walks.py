@@ -7,13 +7,16 @@ backend (Agg included) and never opens a window; save it with `fig.savefig(path)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from captum_simec.explore.walk import Walk
+if TYPE_CHECKING:
+    from captum_simec.explore import Walk
 
 __all__ = ["plot_class_scatter", "plot_image_strip", "plot_traces"]
 
@@ -198,6 +201,11 @@ def plot_traces(walk: Walk, examples: Sequence[int] | None = None) -> Figure:
     drift_ax.set_yscale("symlog", linthresh=1e-12)
     drift_ax.set_ylabel(f"drift ({walk.metric})")
     rank_ax.set_ylabel("rank")
+    shown = walk.rank[:, list(chosen)]
+    if (shown >= 0).any():  # integer ticks, half a unit of room above and below
+        ranks = shown[shown >= 0]
+        rank_ax.set_ylim(int(ranks.min()) - 0.5, int(ranks.max()) + 0.5)
+        rank_ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     rank_ax.set_xlabel("step")
     if len(chosen) <= 10:
         drift_ax.legend(fontsize=7)

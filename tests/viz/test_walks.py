@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from captum_simec.explore import simec, simexp
-from captum_simec.viz_walks import plot_class_scatter, plot_image_strip, plot_traces
+from captum_simec.viz import plot_class_scatter, plot_image_strip, plot_traces
 from tests.explore.helpers import bowl
 
 

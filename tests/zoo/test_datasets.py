@@ -1,4 +1,4 @@
-"""Tests of captum_simec.datasets: bundled digits, real MNIST / CCPP, synthetic stand-in."""
+"""Tests of captum_simec.zoo.datasets: bundled digits, real MNIST / CCPP, synthetic stand-in."""
 
 import gzip
 from pathlib import Path
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from captum_simec import datasets
-from captum_simec.datasets import (
+from captum_simec.zoo import datasets
+from captum_simec.zoo.datasets import (
     DATA_ENV_VAR,
     MNIST_MEAN,
     MNIST_STD,
@@ -83,7 +83,7 @@ def test_shared_data_dir_env_var(monkeypatch, tmp_path):
 
 def test_shared_data_dir_default(monkeypatch):
     monkeypatch.delenv(DATA_ENV_VAR, raising=False)
-    expected = Path(datasets.__file__).resolve().parents[2] / "shared" / "data"
+    expected = Path(datasets.__file__).resolve().parents[3] / "shared" / "data"
     assert shared_data_dir() == (expected if expected.is_dir() else None)
 
 

@@ -1,4 +1,4 @@
-"""Markdown and self-contained HTML reports, and the audit report's figures."""
+"""Markdown and self-contained HTML reports, and the audit report with its figures."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import math
 import pytest
 from matplotlib.figure import Figure
 
-from captum_simec.audit.robustness import RobustnessAudit
-from captum_simec.report import Report, audit_figures, format_value, write_audit_report
-
-from .helpers import tiny_data, tiny_mlp
+from captum_simec.audit import RobustnessAudit
+from captum_simec.report import Report, write_audit_report
+from captum_simec.viz import audit_figures
+from tests.audit.helpers import tiny_data, tiny_mlp
 
 
 def _figure() -> Figure:
@@ -46,12 +46,6 @@ def test_report_rejects_bad_figure_names_and_levels():
         report.figure(_figure(), "???")
     with pytest.raises(ValueError, match="heading level"):
         report.heading("x", level=1)
-
-
-def test_format_value():
-    assert format_value(math.nan) == "n/a" and format_value(None) == "n/a"
-    assert format_value(-math.inf) == "-inf" and format_value(12345.678) == "1.235e+04"
-    assert format_value(False) == "no" and format_value(7) == "7"
 
 
 def test_audit_report_has_the_promised_figures(tmp_path):

@@ -1,4 +1,4 @@
-"""Matplotlib figures of attribution maps for images, time series and tabular inputs.
+"""Figures of attribution maps (images, time series, tabular inputs) and of an `Explanation`.
 
 Captum 0.9's `visualize_image_attr` asserts on an all-zero map and mis-plots channels-first
 arrays, and `visualize_timeseries_attr` breaks with matplotlib >= 3.9; nothing here uses
@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 __all__ = [
@@ -277,6 +278,8 @@ def plot_explanation(
         if positive.size:
             ax.semilogy(np.arange(1, positive.size + 1), positive, "o-", markersize=3)
             ax.axvline(rank + 0.5, color="red", linewidth=0.8, linestyle="--")
+            ax.set_xlim(0.5, max(positive.size, rank) + 1)
         ax.set_title(f"eigenvalues: rank {rank}, null {int(explanation.null_dim[i])}", fontsize=9)
         ax.set_xlabel("k", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     return fig

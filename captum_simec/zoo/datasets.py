@@ -1,4 +1,4 @@
-"""Small data loaders for demos, tutorials and tests (torch tensors out, never a download).
+"""Small data loaders for the demo, tutorials and tests (torch tensors out, never a download).
 
 Three sources:
 
@@ -201,7 +201,7 @@ def shared_data_dir() -> Path | None:
     env = os.environ.get(DATA_ENV_VAR)
     if env:
         return Path(env).expanduser()
-    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    default = Path(__file__).resolve().parents[3] / "shared" / "data"
     return default if default.is_dir() else None
 
 

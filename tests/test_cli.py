@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from captum_simec.cli import main
-
-from .helpers import tiny_data
+from tests.audit.helpers import tiny_data
 
 TINY_MODULE = """
 import torch

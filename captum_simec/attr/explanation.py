@@ -1,0 +1,111 @@
+"""`explain`: relevance, robustness and the spectrum of `g = J^T G J` in one `Explanation`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from captum_simec import _compat
+from captum_simec.attr._base import InputsType, ScoreRequest, check_options, default_output_metric
+from captum_simec.attr._spectrum_scores import spectrum_scores
+from captum_simec.geometry import resolve_output_metric
+from captum_simec.geometry.metrics import MetricSpec
+
+__all__ = ["Explanation", "explain"]
+
+
+@dataclass
+class Explanation:
+    """Geometry of the pullback metric at each example, in one object.
+
+    Attributes:
+        inputs: the inputs, detached (input structure).
+        relevance: `rho_i = ||A e_i||` (input structure).
+        robustness: `kappa_i = ||P_N e_i||^2` (input structure).
+        eigenvalues: the largest `p` eigenvalues `s_k^2` of `g` (batch, p), float64,
+            descending; the other `n - p` are 0.
+        rank: rank of `g` per example (batch,).
+        null_dim: dimension `n - rank` of the null space (the class's tangent space).
+        outputs: model outputs (batch, *output_shape), detached.
+        predicted: arg-max of each example's flattened output (batch,).
+        target: flat target index per example, or None.
+        output_metric: name of the output metric used.
+    """
+
+    inputs: InputsType
+    relevance: InputsType
+    robustness: InputsType
+    eigenvalues: Tensor
+    rank: Tensor
+    null_dim: Tensor
+    outputs: Tensor
+    predicted: Tensor
+    target: Tensor | None
+    output_metric: str
+
+    def plot(self, examples: int | list[int] | None = None, input_index: int = 0) -> Any:
+        """`captum_simec.viz.plot_explanation(self, ...)`: input, relevance, robustness and
+        eigenvalue spectrum per example (a Figure). Imports the presentation layer on use."""
+        from captum_simec.viz import plot_explanation
+
+        return plot_explanation(self, examples=examples, input_index=input_index)
+
+
+def explain(
+    forward_func: Callable[..., Any],
+    inputs: InputsType,
+    target: _compat.TargetType = None,
+    *,
+    additional_forward_args: Any = None,
+    output_metric: MetricSpec | None = None,
+    internal_batch_size: int | None = None,
+    **geometry_options: Any,
+) -> Explanation:
+    """Relevance, robustness and the spectrum of `g = J^T G J` from one Jacobian per example.
+
+    Args:
+        forward_func: the model.
+        inputs: a tensor or a tuple of tensors, batch first.
+        target: Captum target; with the default metric it makes the maps target-specific.
+        additional_forward_args: extra arguments of `forward_func`.
+        output_metric: as in `SiMECAttribution.attribute` (None: "target" with a target,
+            else "euclidean").
+        internal_batch_size: most (example, output row) pairs per backward pass.
+        **geometry_options: `rtol`, `atol`, `solver`, `jacobian_method`.
+
+    Returns:
+        An `Explanation`.
+    """
+    check_options("relevance", geometry_options)
+    is_tuple = _compat.is_tuple(inputs)
+    formatted = _compat.format_inputs(inputs)
+    metric = resolve_output_metric(default_output_metric(output_metric, target))
+    request = ScoreRequest.collect(
+        locals(),
+        inputs=formatted,
+        score="relevance",
+        output_metric=metric,
+        options=geometry_options,
+    )
+    relevance, spectrum = spectrum_scores(request)
+
+    def structured(flat: Tensor) -> InputsType:
+        shaped = _compat.unflatten_features(flat, _compat.feature_shapes(formatted))
+        return _compat.format_output(is_tuple, shaped)
+
+    outputs = spectrum.outputs
+    return Explanation(
+        inputs=_compat.format_output(is_tuple, tuple(x.detach() for x in formatted)),
+        relevance=structured(relevance),
+        robustness=structured(spectrum.robustness()),
+        eigenvalues=spectrum.eigenvalues,
+        rank=spectrum.rank,
+        null_dim=spectrum.null_dim,
+        outputs=outputs,
+        predicted=outputs.reshape(outputs.shape[0], -1).argmax(dim=1),
+        target=spectrum.target,
+        output_metric=metric.name,
+    )

@@ -1,0 +1,101 @@
+"""Tests of captum_simec.zoo.training: seeded trainers, accuracy and the digits CNN."""
+
+import time
+
+import torch
+
+from captum_simec.zoo import (
+    MLP,
+    PowerPlantResidualLSTM,
+    ResidualCNN,
+    accuracy,
+    fit_digits_cnn,
+    train_classifier,
+    train_regressor,
+)
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def test_fit_digits_cnn_accuracy_time_and_cache():
+    start = time.perf_counter()
+    model, split = fit_digits_cnn(seed=0, cache=False)
+    elapsed = time.perf_counter() - start
+    assert not model.training
+    assert accuracy(model, split.x_test, split.y_test) >= 0.9
+    assert elapsed < 60
+    assert model.head == "log_softmax"
+    cached, split2 = fit_digits_cnn(seed=0)
+    again, split3 = fit_digits_cnn(seed=0)
+    assert split3 is split2 and again is not cached
+    for p, q, r in zip(model.parameters(), cached.parameters(), again.parameters(), strict=True):
+        assert torch.equal(p, q) and torch.equal(q, r)  # same seed -> identical weights
+    with torch.no_grad():
+        again.fc3.bias.add_(1.0)  # modifying a returned copy leaves the cache alone
+    fresh, _ = fit_digits_cnn(seed=0)
+    assert torch.equal(fresh.fc3.bias, cached.fc3.bias)
+
+
+def test_train_classifier_reproducible_and_heads():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 2, generator=gen)
+    y = (x[:, 0] * x[:, 1] > 0).long()  # XOR-like quadrants
+    weights = {}
+    for head in ("logits", "softmax", "log_softmax"):
+        model = MLP(2, (16, 16), 2, activation="tanh", head=head, seed=0)
+        train_classifier(model, x, y, epochs=40, lr=0.1, momentum=0.9, batch_size=32, seed=1)
+        assert not model.training
+        assert accuracy(model, x, y) > 0.9
+        weights[head] = [p.detach().clone() for p in model.parameters()]
+    # The head does not change the training (the loss is always taken on the logits).
+    for p, q in zip(weights["logits"], weights["softmax"], strict=True):
+        torch.testing.assert_close(p, q)
+    for p, q in zip(weights["logits"], weights["log_softmax"], strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_train_classifier_without_logits_method():
+    """A plain nn.Sequential ending in LogSoftmax trains through the head= argument."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 2, generator=gen)
+    y = (x[:, 0] > 0).long()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LogSoftmax(dim=1))
+    train_classifier(model, x, y, epochs=20, lr=0.5, seed=0, head="log_softmax")
+    assert accuracy(model, x, y) > 0.95
+
+
+def test_train_regressor_fits_synthetic_power_plant():
+    from captum_simec.zoo import synthetic_regression
+
+    data = synthetic_regression(n=1000, seed=0)
+    x_tr, y_tr, x_te, y_te = data.train_test_split(0.2, seed=0)
+    model = PowerPlantResidualLSTM(seed=0)
+    train_regressor(model, x_tr, y_tr, epochs=30, lr=1e-2, batch_size=64, seed=0)
+    assert not model.training
+    with torch.no_grad():
+        mse = torch.nn.functional.mse_loss(model(x_te), y_te).item()
+    assert mse < 0.05  # the target is standardised: R^2 > 0.95
+    model2 = PowerPlantResidualLSTM(seed=0)
+    train_regressor(model2, x_tr, y_tr[:, 0], epochs=30, lr=1e-2, batch_size=64, seed=0)
+    for p, q in zip(model.parameters(), model2.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_trainer_restores_thread_count():
+    torch.set_num_threads(2)
+    model = MLP(2, (4,), 2, seed=0)
+    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+    train_classifier(model, x, y, epochs=1, num_threads=1)
+    assert torch.get_num_threads() == 2
+
+
+def test_accuracy_restores_mode():
+    model = ResidualCNN(width=4, seed=0)
+    model.train()
+    x, y = torch.rand(6, 3, 16, 16), torch.randint(0, 10, (6,))
+    acc = accuracy(model, x, y, batch_size=4)
+    assert 0.0 <= acc <= 1.0 and model.training
