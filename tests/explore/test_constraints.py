@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from captum_simec.datasets import load_mnist
 from captum_simec.explore import Box, simec, simexp
 from captum_simec.explore.constraints import ULPS, as_box
+from captum_simec.zoo.datasets import load_mnist
 from tests.explore.helpers import linear_classifier, tanh_mlp
 
 SHAPE = (torch.Size([2]),)
