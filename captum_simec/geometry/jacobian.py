@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from captum_simec._compat import index_additional_forward_args
+from captum_simec.geometry.cost import warn_if_costly
 from captum_simec.geometry.metrics import EuclideanMetric, OutputMetric
 
 __all__ = [
@@ -280,16 +281,19 @@ def _pullback_factor(
     use_graph = method in ("auto", "backward", "batched_grad") and (
         internal_batch_size is None or batch <= internal_batch_size
     )
+    started = time.perf_counter()
     with torch.enable_grad() if use_graph else torch.no_grad():
         leaves = tuple(x.detach().requires_grad_(use_graph) for x in inputs)
         output = forward_func(*leaves, *(additional_forward_args or ()))
         flat = _flat_outputs(output, batch)
+    forward_seconds = time.perf_counter() - started
     if use_graph:
         _require_graph(flat)
     _check_finite_outputs(flat.detach())
     target_index = target(output.shape) if callable(target) else target
     rows = metric.cotangents(flat.detach(), target_index)
     p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
+    warn_if_costly(p, n, batch, inputs[0].dtype, forward_seconds)
     chosen = method
     if method == "auto":
         chosen = "backward" if p == 1 else ("jacfwd" if n < p else "batched_grad")
