@@ -211,10 +211,11 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
 
 
 def _left_basis(problem: _Problem, size: int, power_iterations: int) -> Tensor:
-    """Orthonormal `Q` (batch, p, l): `orth(A G)`, refined by `Q <- orth(A A^T Q)`."""
+    """Orthonormal `Q` (batch, p, l) float64: `orth(A G)`, refined by `Q <- orth(A A^T Q)`."""
     shape = (problem.batch, problem.num_features, size)
-    tangents = torch.randn(*shape, generator=problem.rng)
-    basis = torch.linalg.qr(problem.jvps(tangents.to(problem.rows.dtype)).double()).Q
+    tangents = torch.randn(*shape, generator=problem.rng)  # drawn on the CPU: any device
+    tangents = tangents.to(device=problem.rows.device, dtype=problem.rows.dtype)
+    basis = torch.linalg.qr(problem.jvps(tangents).double()).Q
     for _ in range(power_iterations):
         back = problem.vjps(basis.transpose(1, 2)).transpose(1, 2)  # A^T Q (batch, n, l)
         basis = torch.linalg.qr(problem.jvps(back).double()).Q
@@ -269,7 +270,7 @@ def hutchinson_relevance(
     )  # fmt: skip
     batch, p, n = problem.batch, problem.rows.shape[1], problem.num_features
     rank = min(rank, p)
-    exact = torch.zeros(batch, n, dtype=torch.float64)
+    exact = torch.zeros(batch, n, dtype=torch.float64, device=problem.rows.device)
     basis = None
     if rank > 0:
         basis = _left_basis(problem, rank, power_iterations)
@@ -277,7 +278,8 @@ def hutchinson_relevance(
     estimate, variance = exact, torch.zeros_like(exact)
     probes = probes if rank < p else 0  # a full basis is exact
     if probes > 0:
-        signs = torch.randint(0, 2, (batch, probes, p), generator=problem.rng).double() * 2 - 1
+        signs = torch.randint(0, 2, (batch, probes, p), generator=problem.rng) * 2.0 - 1
+        signs = signs.to(device=exact.device, dtype=torch.float64)
         if basis is not None:
             signs = signs - (signs @ basis) @ basis.transpose(1, 2)
         samples = problem.vjps(signs).double().square()  # (batch, probes, n)
