@@ -22,6 +22,8 @@ HERE = Path(__file__).resolve().parent
 #: name -> (script, places (module, attribute) where what it needs may live: any one will do)
 BENCHMARKS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "geometry": ("bench_geometry.py", (("captum_simec.geometry", "pullback_spectrum"),)),
+    "tolerance": ("bench_tolerance.py", (("captum_simec.geometry.tolerance", "RANK_SAFETY"),)),
+    "randomized": ("bench_randomized.py", (("captum_simec.geometry", "hutchinson_relevance"),)),
     "explore": ("bench_explore.py", (("captum_simec.explore", "simec"),)),
     "attribution": ("bench_attribution.py", (("captum_simec.attr", "SiMECAttribution"),)),
     "audit": (

@@ -1,4 +1,5 @@
-"""Geometry core: batched Jacobians, output metrics and the pullback-metric spectrum."""
+"""Geometry core: batched Jacobians, output metrics, the pullback-metric spectrum and its
+randomised estimates for many outputs."""
 
 from captum_simec.geometry.jacobian import (
     JACOBIAN_METHODS,
@@ -22,6 +23,12 @@ from captum_simec.geometry.metrics import (
     as_probabilities,
     resolve_output_metric,
 )
+from captum_simec.geometry.randomized import (
+    LeadingDirections,
+    RelevanceEstimate,
+    hutchinson_relevance,
+    randomized_range,
+)
 from captum_simec.geometry.spectrum import PullbackSpectrum, factorise, pullback_spectrum
 
 __all__ = [
@@ -30,21 +37,25 @@ __all__ = [
     "EuclideanMetric",
     "FisherMetric",
     "FixedMetric",
+    "LeadingDirections",
     "MarginMetric",
     "MatrixMetric",
     "OutputMetric",
     "PulledBackFactor",
     "PullbackSpectrum",
+    "RelevanceEstimate",
     "TargetMetric",
     "TopKMetric",
     "as_probabilities",
     "check_eval_mode",
     "factorise",
     "fastest_jacobian_method",
+    "hutchinson_relevance",
     "jacobian",
     "layer_function",
     "layer_representation",
     "pullback_factor",
     "pullback_spectrum",
+    "randomized_range",
     "resolve_output_metric",
 ]

@@ -19,6 +19,7 @@ independently (true in eval mode).
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from torch import Tensor
 from captum_simec._compat import index_additional_forward_args
 from captum_simec.geometry._calibration import cached_path, calibrate, time_paths
 from captum_simec.geometry._modules import adapters, check_eval_mode, cudnn_for, module_of
+from captum_simec.geometry.cost import warn_if_costly
 from captum_simec.geometry.metrics import EuclideanMetric, OutputMetric
 
 __all__ = [
@@ -291,15 +293,19 @@ def _pullback_factor(
         and cached != "replicate"
         and (internal_batch_size is None or batch <= internal_batch_size)
     )
+    started = time.perf_counter()
     with torch.enable_grad() if use_graph else torch.no_grad():
         leaves = tuple(x.detach().requires_grad_(use_graph) for x in inputs)
         output = forward_func(*leaves, *(additional_forward_args or ()))
         flat = _flat_outputs(output, batch)
+    forward_seconds = time.perf_counter() - started
     if use_graph:
         _require_graph(flat)
     _check_finite_outputs(flat.detach())
     target_index = target(output.shape) if callable(target) else target
     rows = metric.cotangents(flat.detach(), target_index)
+    p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
+    warn_if_costly(p, n, batch, inputs[0].dtype, forward_seconds)
     job = _Job(
         forward_func, inputs, additional_forward_args, rows, internal_batch_size, leaves, flat
     )

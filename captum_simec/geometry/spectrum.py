@@ -19,6 +19,12 @@ from captum_simec import _compat
 from captum_simec.geometry.jacobian import pullback_factor
 from captum_simec.geometry.layer import layer_function
 from captum_simec.geometry.metrics import OutputMetric, resolve_output_metric
+from captum_simec.geometry.tolerance import (
+    default_rtol,
+    noise_floor,
+    warn_if_unresolved,
+    working_dtype,
+)
 
 __all__ = ["PullbackSpectrum", "factorise", "pullback_spectrum", "unit"]
 
@@ -37,49 +43,58 @@ _FACTORISATION_FIELDS = (
 )
 
 
-def default_rtol(p: int, n: int, dtype: torch.dtype) -> float:
-    """`max(p, n) * eps(dtype)`, the relative rank tolerance of `numpy.linalg.matrix_rank`."""
-    return max(p, n) * torch.finfo(dtype).eps
-
-
 def factorise(
-    factor: Tensor, rtol: float | None = None, atol: float = 0.0, solver: str = "auto"
+    factor: Tensor,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    solver: str = "auto",
+    noise_floor: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Singular values, right singular vectors, rank and tolerance of `A` (batch, p, n).
+
+    The rank counts singular values above `max(rtol s_max, atol)`; `rtol=None` takes
+    `default_rtol(p, dtype)` = `10 sqrt(p) eps(dtype)`, the error of the computed factor
+    (see `captum_simec.geometry.tolerance`), and warns when a float16/bfloat16 factor leaves
+    a decision within 3x of it. Where `s_max <= noise_floor` (batch,) the whole factor is
+    rounding noise and the rank is 0.
 
     ``"gram"`` takes `eigh` of the p x p Gram matrix `A A^T` in float64 and `V = A^T U S^{-1}`;
     it resolves singular values down to about `sqrt(eps64) s_max`, so ``"auto"`` uses it for
     float32 and lower precision models and a float64 SVD for float64 ones.
 
     Returns:
-        (singular values (batch, p) float64 descending, right vectors (batch, n, p) with the
-        columns beyond the rank set to zero, rank (batch,), tolerance (batch,)).
+        (singular values (batch, p) float64 descending, right vectors (batch, n, p) in float32
+        or better with the columns beyond the rank set to zero, rank (batch,), tolerance
+        (batch,)).
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r}; choose one of {SOLVERS}.")
-    batch, p, n = factor.shape
-    if rtol is None:
-        rtol = default_rtol(p, n, factor.dtype)
-    if rtol < 0 or atol < 0:
+    if (rtol is not None and rtol < 0) or atol < 0:
         raise ValueError("`rtol` and `atol` must be non-negative.")
+    default = rtol is None
+    rtol = default_rtol(factor.shape[1], factor.dtype) if default else rtol
     work = factor.double()
     if solver == "auto":
         solver = "svd" if factor.dtype == torch.float64 else "gram"
     if solver == "gram":
         values, left = torch.linalg.eigh(work @ work.transpose(1, 2))
-        values, left = values.flip(-1), left.flip(-1)
-        singular = values.clamp_min(0).sqrt()
-        tolerance = torch.clamp(rtol * singular[:, 0], min=atol)
-        kept = singular > tolerance.unsqueeze(1)
-        inverse = torch.where(kept, 1.0 / singular.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
-        # V^T = (U S^+)^T A: one (p x p)(p x n) product in the factor's own dtype
-        scaled = (left * inverse.unsqueeze(1)).to(factor.dtype)
-        right = (scaled.transpose(1, 2) @ factor).transpose(1, 2)
+        singular = values.flip(-1).clamp_min(0).sqrt()
     else:
         _, singular, right_t = torch.linalg.svd(work, full_matrices=False)
-        tolerance = torch.clamp(rtol * singular[:, 0], min=atol)
-        kept = singular > tolerance.unsqueeze(1)
-        right = right_t.transpose(1, 2) * kept.unsqueeze(1)
+    tolerance = torch.clamp(rtol * singular[:, 0], min=atol)
+    if noise_floor is not None:
+        tolerance = torch.where(singular[:, 0] <= noise_floor, noise_floor, tolerance)
+    kept = singular > tolerance.unsqueeze(1)
+    if default:
+        warn_if_unresolved(singular, tolerance, factor.dtype)
+    dtype = working_dtype(factor.dtype)
+    if solver == "gram":
+        inverse = torch.where(kept, 1.0 / singular.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+        # V^T = (U S^+)^T A: one (p x p)(p x n) product in float32 or better
+        scaled = (left.flip(-1) * inverse.unsqueeze(1)).to(dtype)
+        right = (scaled.transpose(1, 2) @ factor.to(dtype)).transpose(1, 2)
+    else:
+        right = (right_t.transpose(1, 2) * kept.unsqueeze(1)).to(dtype)
     return singular, right, kept.sum(dim=1), tolerance
 
 
@@ -94,8 +109,10 @@ class PullbackSpectrum:
         outputs: model outputs at the inputs (batch, *output_shape), detached.
         factor: `A = L^T J` (batch, p, n) in the model's dtype.
         singular_values: `s_k` (batch, p), float64, descending; `g`'s eigenvalues are `s_k^2`.
-        right_vectors: `v_k` (batch, n, p), columns beyond the rank are zero.
-        rank: `r` per example (batch,); the null dimension is `n - r`.
+        right_vectors: `v_k` (batch, n, p), formed in float32 or better and stored in the
+            model's dtype; columns beyond the rank are zero.
+        rank: `r` per example (batch,); the null dimension is `n - r`. Read it with
+            `spectral_gap` and `rank_margin`, which say how clear each decision was.
         tolerance: the singular value threshold used per example (batch,).
         input_shapes: per-example shape of each input.
         is_inputs_tuple: whether the inputs were given as a tuple.
@@ -128,12 +145,16 @@ class PullbackSpectrum:
         atol: float = 0.0,
         solver: str = "auto",
         free: Tensor | None = None,
+        noise_floor: Tensor | None = None,
         **fields: Any,
     ) -> PullbackSpectrum:
-        """Factorises `A` (batch, p, n), zeroing the columns of coordinates not `free`."""
+        """Factorises `A` (batch, p, n), zeroing the columns of coordinates not `free`.
+
+        `noise_floor` (batch,): where `s_max` is below it the rank is 0 (see `factorise`).
+        """
         if free is not None:
             factor = factor * free.unsqueeze(1)
-        singular, right, rank, tolerance = factorise(factor, rtol, atol, solver)
+        singular, right, rank, tolerance = factorise(factor, rtol, atol, solver, noise_floor)
         if free is not None:
             right = right * free.unsqueeze(2)  # exact zeros on frozen coordinates
         return cls(
@@ -153,7 +174,8 @@ class PullbackSpectrum:
         """The spectrum of `J` restricted to the `free` coordinates (batch, n): no new Jacobian.
 
         The null space becomes that of `J` on the free coordinates, so every projected vector
-        leaves the frozen coordinates unchanged.
+        leaves the frozen coordinates unchanged. An example of rank 0 keeps rank 0 (freezing
+        coordinates cannot turn rounding noise into a direction).
         """
         if self.free is not None:
             free = free & self.free
@@ -162,8 +184,9 @@ class PullbackSpectrum:
             for f in dataclasses.fields(self)
             if f.name not in _FACTORISATION_FIELDS
         }
+        floor = torch.where(self.rank == 0, self.tolerance, 0.0)
         return PullbackSpectrum.from_factor(
-            self.factor, self.rtol, self.atol, self.solver, free, **fields
+            self.factor, self.rtol, self.atol, self.solver, free, floor, **fields
         )
 
     @property
@@ -220,6 +243,43 @@ class PullbackSpectrum:
         gap = torch.where(largest > 0, ratio, torch.inf)
         return torch.where(self.rank > 0, gap, torch.zeros_like(gap))
 
+    @property
+    def rank_margin(self) -> Tensor:
+        """`min(s_r / tol, tol / s_{r+1})` (batch,), float64, >= 1: how far the tolerance
+        would have to move to change the rank (inf when no singular value constrains it).
+
+        A margin of 10 means a tolerance 10x higher or lower gives the same rank; near 1 the
+        rank is a close call that another dtype, CPU or tolerance may decide differently.
+        """
+        tiny = torch.finfo(torch.float64).tiny
+        tolerance = self.tolerance.clamp_min(tiny)
+        above = torch.where(self.rank > 0, self.smallest_retained / tolerance, torch.inf)
+        below = torch.where(
+            self.largest_discarded > 0,
+            tolerance / self.largest_discarded.clamp_min(tiny),
+            torch.inf,
+        )
+        return torch.minimum(above, below)
+
+    def summary(self) -> str:
+        """Rank, null dimension, spectral gap and rank margin per example, in one line each."""
+        lines = []
+        for i in range(self.batch_size):
+            lines.append(
+                f"example {i}: rank {int(self.rank[i])}, null dimension "
+                f"{int(self.null_dim[i])}, spectral gap {float(self.spectral_gap[i]):.3g}, "
+                f"rank margin {float(self.rank_margin[i]):.3g}"
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"PullbackSpectrum(batch={self.batch_size}, p={self.factor.shape[1]}, "
+            f"n={self.num_features}, rank={self.rank.tolist()}, "
+            f"spectral_gap={[float(f'{g:.3g}') for g in self.spectral_gap.tolist()]}, "
+            f"dtype={self.factor.dtype})"
+        )
+
     # ----- structure -----
     def flatten(self, vectors: Tensor | tuple[Tensor, ...]) -> Tensor:
         """Flattens input-structured vectors to (batch, n); a (batch, n) tensor passes through."""
@@ -244,14 +304,17 @@ class PullbackSpectrum:
         return flat if self.free is None else flat * self.free
 
     def _range_coordinates(self, flat: Tensor) -> Tensor:
-        vectors = self.right_vectors.to(flat.dtype)
-        return (vectors.transpose(1, 2) @ flat.unsqueeze(2)).squeeze(2)
+        """`V_r^T z` (batch, p), computed in float32 or better."""
+        dtype = working_dtype(flat.dtype)
+        vectors = self.right_vectors.to(dtype)
+        return (vectors.transpose(1, 2) @ flat.to(dtype).unsqueeze(2)).squeeze(2)
 
     def project_range(self, vectors: Tensor | tuple[Tensor, ...]) -> Tensor:
         """`P_R z = V_r V_r^T z` (batch, n): the part of z that moves the output."""
         flat = self.flatten(vectors)
         coords = self._range_coordinates(flat)
-        return (self.right_vectors.to(flat.dtype) @ coords.unsqueeze(2)).squeeze(2)
+        range_part = self.right_vectors.to(coords.dtype) @ coords.unsqueeze(2)
+        return range_part.squeeze(2).to(flat.dtype)
 
     def project_null(self, vectors: Tensor | tuple[Tensor, ...]) -> Tensor:
         """`P_N z = z - P_R z` (batch, n), restricted to the free coordinates if any."""
@@ -358,7 +421,10 @@ def pullback_spectrum(
             `attribute_to_layer_input`): the map from that representation to the output.
         free: bool mask (batch, n) of coordinates allowed to move; the null space is then
             that of `J` restricted to them (used by domain constraints).
-        rtol: relative rank tolerance; default `max(p, n) * eps(dtype)`.
+        rtol: relative rank tolerance; default `10 sqrt(p) eps(dtype)`, the error of the
+            computed factor, plus a rank-0 verdict for Jacobians of pure rounding noise
+            (`captum_simec.geometry.tolerance`). Passing `rtol` sets `max(rtol s_max, atol)`
+            exactly.
         atol: absolute floor of the rank tolerance.
         solver: "auto", "gram" (eigh of `A A^T`, fast) or "svd".
         jacobian_method: see `captum_simec.geometry.jacobian`.
@@ -394,12 +460,16 @@ def pullback_spectrum(
         jacobian_method,
         internal_batch_size,
     )
+    floor = None
+    if rtol is None:
+        floor = noise_floor(pulled.outputs, pulled.cotangents, formatted, pulled.factor.dtype)
     return PullbackSpectrum.from_factor(
         pulled.factor,
         rtol,
         atol,
         solver,
         free,
+        floor,
         outputs=pulled.outputs,
         input_shapes=_compat.feature_shapes(formatted),
         is_inputs_tuple=is_tuple,

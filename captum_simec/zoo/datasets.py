@@ -266,9 +266,12 @@ def load_digits(image_size: int = 28, test_fraction: float = 0.2, seed: int = 0)
     bunch = _sk_load_digits()
     images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)
     if image_size != images.shape[-1]:
+        # in float64, then rounded: float32 kernels round differently on different CPUs
+        # (a quarter of the pixels differed by 1 ulp), which made every digits model
+        # CPU-dependent; float64's differences (1e-16) vanish in the rounding
         images = torch.nn.functional.interpolate(
-            images, size=(image_size, image_size), mode="bilinear", align_corners=False
-        )
+            images.double(), size=(image_size, image_size), mode="bilinear", align_corners=False
+        ).float()
     images = images.clamp_(0.0, 1.0).contiguous()
     labels_np = np.asarray(bunch.target, dtype=np.int64)
     labels = torch.from_numpy(labels_np)
