@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["layer_function", "layer_representation"]
+__all__ = ["ThroughLayer", "layer_function", "layer_representation"]
 
 
 def _layer_tensor(value: Any, layer: nn.Module, side: str) -> Tensor:
@@ -69,6 +69,12 @@ def layer_representation(
             "reused)."
         )
     value = captured[0]
+    if not value.is_floating_point():
+        raise TypeError(
+            f"The {side} of `layer` {type(layer).__name__} has dtype {value.dtype}; the "
+            "metric is pulled back to a floating-point representation: choose the layer "
+            "that turns indices into vectors (the embedding) or one after it."
+        )
     batch = inputs[0].shape[0]
     if value.dim() == 0 or value.shape[0] != batch:
         raise ValueError(
@@ -78,14 +84,55 @@ def layer_representation(
     return value.detach()
 
 
+class ThroughLayer:
+    """`F(h, *inputs, *args)`: the model run on its inputs with the layer's output (or input)
+    replaced by `h`, so that `F(h(x), x) = f(x)` and `dF/dh` is the map from the layer on.
+
+    An adapter: the model stays reachable as `.forward_func` (eval-mode checks, the Jacobian
+    path's cache).
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        layer: nn.Module,
+        num_inputs: int,
+        attribute_to_layer_input: bool = False,
+    ) -> None:
+        self.forward_func = forward_func
+        self.layer = layer
+        self.num_inputs = num_inputs
+        self.attribute_to_layer_input = attribute_to_layer_input
+
+    def __call__(self, hidden: Tensor, *rest: Any) -> Any:
+        def replace_output(module: nn.Module, args: Any, output: Any) -> Tensor:
+            return hidden
+
+        def replace_input(module: nn.Module, args: Any) -> tuple[Any, ...]:
+            return (hidden, *args[1:])
+
+        handle = (
+            self.layer.register_forward_pre_hook(replace_input)
+            if self.attribute_to_layer_input
+            else self.layer.register_forward_hook(replace_output)
+        )
+        try:
+            return self.forward_func(*rest[: self.num_inputs], *rest[self.num_inputs :])
+        finally:
+            handle.remove()
+
+
 def layer_function(
     forward_func: Callable[..., Any],
     layer: nn.Module,
     inputs: tuple[Tensor, ...],
     additional_forward_args: tuple[Any, ...] | None,
     attribute_to_layer_input: bool = False,
-) -> tuple[Callable[..., Any], tuple[Tensor], tuple[Any, ...]]:
+) -> tuple[ThroughLayer, tuple[Tensor], tuple[Any, ...]]:
     """Rewrites `f(x)` as `F(h, x)` with the layer's output (or input) `h` substituted.
+
+    The inputs may be integer token ids when the layer turns them into floats (an
+    embedding): `h` is then the embedding and `F` the model from the embeddings on.
 
     Returns:
         `(F, (h,), (*inputs, *additional_forward_args))`: call `F(h, *rest)`. The original
@@ -94,23 +141,5 @@ def layer_function(
     representation = layer_representation(
         forward_func, layer, inputs, additional_forward_args, attribute_to_layer_input
     )
-    num_inputs = len(inputs)
-
-    def through_layer(hidden: Tensor, *rest: Any) -> Any:
-        def replace_output(module: nn.Module, args: Any, output: Any) -> Tensor:
-            return hidden
-
-        def replace_input(module: nn.Module, args: Any) -> tuple[Any, ...]:
-            return (hidden, *args[1:])
-
-        handle = (
-            layer.register_forward_pre_hook(replace_input)
-            if attribute_to_layer_input
-            else layer.register_forward_hook(replace_output)
-        )
-        try:
-            return forward_func(*rest[:num_inputs], *rest[num_inputs:])
-        finally:
-            handle.remove()
-
-    return through_layer, (representation,), (*inputs, *(additional_forward_args or ()))
+    through = ThroughLayer(forward_func, layer, len(inputs), attribute_to_layer_input)
+    return through, (representation,), (*inputs, *(additional_forward_args or ()))
