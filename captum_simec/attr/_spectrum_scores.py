@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from captum_simec.attr._base import ScoreRequest, check_signed
 from captum_simec.geometry import (
@@ -21,25 +21,20 @@ from captum_simec.geometry import (
 __all__ = ["spectrum_scores"]
 
 
-def spectrum_scores(
-    request: ScoreRequest,
-    layer: nn.Module | None = None,
-    attribute_to_layer_input: bool = False,
-) -> tuple[Tensor, PullbackSpectrum]:
+def spectrum_scores(request: ScoreRequest) -> tuple[Tensor, PullbackSpectrum]:
     """Flat relevance or robustness (batch, n) and the spectrum it came from.
 
-    The metric is `request.metric`; with `layer`, `n` counts the layer's neurons. ``signed``
-    relevance is `rho_i sign(df_t/dx_i)`; the target gradient is the factor itself for the
-    ``"target"`` metric, else one more backward pass. `request.options` are geometry options.
+    The metric is `request.metric`. ``signed`` relevance is `rho_i sign(df_t/dx_i)`; the
+    target gradient is the factor itself for the ``"target"`` metric, else one more backward
+    pass. Coordinates outside `request.free` score 0. `request.options` are geometry options.
     """
     check_signed(request.score, request.signed)
     metric = resolve_output_metric(request.metric)
     common = dict(
         target=request.target,
         additional_forward_args=request.additional_forward_args,
-        layer=layer,
-        attribute_to_layer_input=attribute_to_layer_input,
         internal_batch_size=request.internal_batch_size,
+        free=request.free,
         **request.options,
     )
     model, inputs = request.forward_func, request.inputs

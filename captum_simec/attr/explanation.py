@@ -9,9 +9,11 @@ from typing import Any
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.attr._base import InputsType, ScoreRequest, check_options, default_output_metric
 from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import resolve_output_metric
+from captum_simec.geometry.decisions import num_classes, predicted_class
 from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["Explanation", "explain"]
@@ -30,7 +32,8 @@ class Explanation:
         rank: rank of `g` per example (batch,).
         null_dim: dimension `n - rank` of the null space (the class's tangent space).
         outputs: model outputs (batch, *output_shape), detached.
-        predicted: arg-max of each example's flattened output (batch,).
+        predicted: the decided class per example, a flat output index (batch,): the arg-max
+            of the output, at the target's position for (T, V) sequence outputs.
         target: flat target index per example, or None.
         output_metric: name of the output metric used.
     """
@@ -62,6 +65,7 @@ def explain(
     additional_forward_args: Any = None,
     output_metric: MetricSpec | None = None,
     internal_batch_size: int | None = None,
+    output: OutputSpec = None,
     **geometry_options: Any,
 ) -> Explanation:
     """Relevance, robustness and the spectrum of `g = J^T G J` from one Jacobian per example.
@@ -74,6 +78,8 @@ def explain(
         output_metric: as in `SiMECAttribution.attribute` (None: "target" with a target,
             else "euclidean").
         internal_batch_size: most (example, output row) pairs per backward pass.
+        output: the tensor to explain when the model returns a ModelOutput, dict or tuple:
+            a key or attribute (``"logits"``), a position, or a callable of the output.
         **geometry_options: `rtol`, `atol`, `solver`, `jacobian_method`.
 
     Returns:
@@ -85,6 +91,7 @@ def explain(
     metric = resolve_output_metric(default_output_metric(output_metric, target))
     request = ScoreRequest.collect(
         locals(),
+        forward_func=select_output(forward_func, output),
         inputs=formatted,
         score="relevance",
         output_metric=metric,
@@ -105,7 +112,14 @@ def explain(
         rank=spectrum.rank,
         null_dim=spectrum.null_dim,
         outputs=outputs,
-        predicted=outputs.reshape(outputs.shape[0], -1).argmax(dim=1),
+        predicted=_decisions(outputs, spectrum.target),
         target=spectrum.target,
         output_metric=metric.name,
     )
+
+
+def _decisions(outputs: Tensor, target: Tensor | None) -> Tensor:
+    """The decided class per example (flat index), at the target's position if it has one."""
+    flat = outputs.reshape(outputs.shape[0], -1)
+    classes = num_classes(tuple(outputs.shape[1:]))
+    return predicted_class(flat, flat.shape[1] if target is None else classes, target)

@@ -19,8 +19,10 @@ from typing import Any
 
 from captum.attr import GradientAttribution
 from captum.log import log_usage
+from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.attr._base import (
     GEOMETRIC_SCORES,
     SCORES,
@@ -29,6 +31,7 @@ from captum_simec.attr._base import (
     ScoreRequest,
     SiMECMethod,
     check_request,
+    position_mask,
 )
 from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.attr._walk_scores import walk_score
@@ -94,14 +97,22 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
     relevance then equals `|IG|`.
     """
 
-    def __init__(self, forward_func: Callable[..., Any], multiply_by_inputs: bool = False) -> None:
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        multiply_by_inputs: bool = False,
+        output: OutputSpec = None,
+    ) -> None:
         """
         Args:
             forward_func: the model or any function of the inputs returning a tensor with the
                 batch as dim 0 (logits or log-probabilities are best, see method.md).
             multiply_by_inputs: multiply the scores by `|x - baseline|`.
+            output: the tensor to explain when the model returns a ModelOutput, dict or
+                tuple: a key or attribute (``output="logits"``), a position, or a callable
+                of the output; `forward_func` is then `select_output(model, output)`.
         """
-        GradientAttribution.__init__(self, forward_func)
+        GradientAttribution.__init__(self, select_output(forward_func, output))
         self._multiply_by_inputs = bool(multiply_by_inputs)
 
     @log_usage()
@@ -116,6 +127,7 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
         signed: bool = False,
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
+        attention_mask: Tensor | None = None,
         **options: Any,
     ) -> InputsType:
         """Per-feature SiMEC scores, in the structure and shape of `inputs`.
@@ -137,6 +149,10 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
             signed: relevance times `sign(df_t/dx_i)`; flip as `x_flip - x_0`.
             internal_batch_size: most (example, output row) pairs per backward pass.
             return_convergence_delta: must be False (there is no delta); True raises.
+            attention_mask: for a (batch, T, ...) input of token embeddings, (batch, T) with
+                1 for a token and 0 for padding (Hugging Face's mask): padded positions are
+                held fixed by the walks and score exactly 0. Pass the mask to the model
+                through `additional_forward_args` as well.
             **options: for relevance/robustness `rtol`, `atol`, `solver`, `jacobian_method`
                 (see `pullback_spectrum`); for flip/class_extent the options of
                 `captum_simec.explore.simexp` / `simec` (`steps`, `step_size` in input units,
@@ -151,7 +167,11 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
         formatted = _compat.format_inputs(inputs)
         references = self._baselines(baselines, formatted)
         request = ScoreRequest.collect(
-            locals(), forward_func=self.forward_func, inputs=formatted, options=options
+            locals(),
+            forward_func=self.forward_func,
+            inputs=formatted,
+            free=position_mask(attention_mask, formatted),
+            options=options,
         )
         flat = spectrum_scores(request)[0] if score in GEOMETRIC_SCORES else walk_score(request)
         if references is not None:

@@ -90,8 +90,8 @@ def test_flags_and_errors(cnn):
     assert hasattr(type(attribution).attribute, "__wrapped__")
     with pytest.raises(NotImplementedError):
         attribution.attribute_future()
-    with pytest.raises(ValueError, match="score='flip'"):
-        attribution.attribute(x, target=0, score="flip")
+    with pytest.raises(ValueError, match="score='saliency'"):
+        attribution.attribute(x, target=0, score="saliency")
     with pytest.raises(ValueError, match="ran 0 times"):
         LayerSiMECAttribution(model, nn.Linear(2, 2)).attribute(x, target=0)
     with pytest.raises(ValueError, match="nn.Module"):
