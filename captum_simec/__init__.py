@@ -4,6 +4,10 @@
 - `SiMECAttribution`, `LayerSiMECAttribution`, `explain`: Captum attributions from `g`.
 - `simec`, `simexp`, `preimage`: walks inside and across equivalence classes.
 - `RobustnessAudit`, `compare_attributions`: audits and side-by-side comparisons.
+- `token_scores`, `embedding_simec`, `embedding_simexp`, `read_tokens`: text models (token
+  ids through an embedding, walks in embedding space read back as tokens).
+- `select_output`: a model returning a ModelOutput, dict or tuple, made to return one tensor
+  (every entry point also takes ``output=``).
 
 Each name is imported from its layer on first use (docs/architecture.md), so that
 `import captum_simec.geometry` does not load the attribution and audit layers.
@@ -16,6 +20,7 @@ from captum_simec._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "captum_simec._outputs": ("select_output",),
     "captum_simec.attr": ("Explanation", "LayerSiMECAttribution", "SiMECAttribution", "explain"),
     "captum_simec.audit": (
         "AuditResult",
@@ -32,6 +37,7 @@ _EXPORTS = {
         "pullback_spectrum",
         "resolve_output_metric",
     ),
+    "captum_simec.text": ("embedding_simec", "embedding_simexp", "read_tokens", "token_scores"),
 }
 
 __all__ = sorted(["__version__", *(name for names in _EXPORTS.values() for name in names)])
