@@ -59,6 +59,8 @@ class TokenReading:
             the class (for (T, V) language-model outputs, the token at the target's
             position).
         saved_steps: the step of each saved point (saves,).
+        stopped_at: the steps each example took (batch,); its later saved points repeat
+            its final point.
         kind: the walk's kind ("simec/isotropic", "simexp/leave_class", ...).
     """
 
@@ -68,6 +70,7 @@ class TokenReading:
     attention_mask: Tensor
     predictions: Tensor
     saved_steps: Tensor
+    stopped_at: Tensor
     kind: str
 
     def nearest(self, distance: str = "l2") -> NearestTokens:
@@ -111,6 +114,18 @@ class TokenReading:
         at = changed[index, torch.arange(changed.shape[1], device=changed.device)]
         return at & (first >= 0).to(at.device).unsqueeze(1)
 
+    def plot(
+        self,
+        vocabulary: Sequence[str] | Callable[[list[int]], list[str]] | None = None,
+        example: int = 0,
+        distance: str = "l2",
+    ) -> Any:
+        """`captum_simec.viz.plot_token_walk(self, ...)`: the sentences at the saved points
+        where a token or the prediction changed (a Figure). Imports the presentation layer."""
+        from captum_simec.viz import plot_token_walk
+
+        return plot_token_walk(self, vocabulary, example=example, distance=distance)
+
     def sentences(
         self,
         vocabulary: Sequence[str] | Callable[[list[int]], list[str]] | None = None,
@@ -133,12 +148,19 @@ class TokenReading:
         self,
         vocabulary: Sequence[str] | Callable[[list[int]], list[str]] | None = None,
         distance: str = "l2",
+        examples: Sequence[int] | None = None,
     ) -> str:
         """A few lines per example: the start sentence, the tokens that changed while the
-        prediction stayed, and the sentence where the prediction changed (if it did)."""
+        prediction stayed, and the sentence where the prediction changed (if it did).
+
+        Args:
+            vocabulary: as in `sentences`.
+            distance: ``"l2"`` or ``"cosine"``.
+            examples: which examples (default: all).
+        """
         lines = []
         changed, kept = self.changed(distance), self.changed_while_kept(distance)
-        for b in range(self.input_ids.shape[0]):
+        for b in range(self.input_ids.shape[0]) if examples is None else examples:
             text = self.sentences(vocabulary, distance, b)
             lines.append(f"example {b} ({self.kind}): {' '.join(text[0])!r}")
             positions = kept[b].nonzero().flatten().tolist()
@@ -276,6 +298,7 @@ def read_tokens(
         attention_mask=mask.to(weight.device),
         predictions=_classes(walk).to(weight.device),
         saved_steps=walk.saved_steps,
+        stopped_at=walk.stopped_at,
         kind=walk.kind,
     )
 

@@ -8,6 +8,7 @@ save it with `fig.savefig(path)`. The result classes import nothing from here: t
   curves (`plot_curves`), an `Explanation` (`plot_explanation`);
 - `walks`: a `Walk`'s image strip, class scatter, drift and rank traces;
 - `audit`: an `AuditResult`'s histograms, flip distance against PGD, example strips;
+- `text`: token maps of several methods, a walk in embedding space read back as tokens;
 - `labels`: numbers as titles and tables show them.
 """
 
@@ -21,6 +22,7 @@ from captum_simec.viz.attributions import (
 )
 from captum_simec.viz.audit import audit_figures
 from captum_simec.viz.labels import format_value
+from captum_simec.viz.text import plot_token_scores, plot_token_walk
 from captum_simec.viz.walks import plot_class_scatter, plot_image_strip, plot_traces
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "plot_curves",
     "plot_explanation",
     "plot_image_strip",
+    "plot_token_scores",
+    "plot_token_walk",
     "plot_traces",
     "select_examples",
 ]
