@@ -198,20 +198,23 @@ figure.savefig(OUT / "token_maps.png", dpi=120)
 # %%
 group = {w: "+" if w in POSITIVE_WORDS else "-" if w in NEGATIVE_WORDS else "0" for w in vocabulary}
 few, few_mask, few_words = ids[:8], mask[:8], words[:8]
+space = {"attention_mask": few_words, "additional_forward_args": (few_mask,), "output": "logits"}
+
+
+def by_polarity(reading, positions, saves):
+    """How the words at `positions` (batch, T) changed polarity, read at `saves` (batch, T)."""
+    counts = Counter()
+    for b, t in positions.nonzero().tolist():
+        new = vocabulary[int(reading.tokens()[saves[b, t], b, t])]
+        counts[f"{group[vocabulary[int(few[b, t])]]} -> {group[new]}"] += 1
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
+
+
 started = time.perf_counter()
 walk = embedding_simec(
-    model,
-    embedding,
-    few,
-    attention_mask=few_words,
-    additional_forward_args=(few_mask,),
-    output="logits",
-    steps=400,
-    step_size=0.05,
-    corrector=True,
-    save_every=10,
-    seed=0,
-)
+    model, embedding, few, steps=400, step_size=0.05, corrector=True, save_every=10, seed=0,
+    **space,
+)  # fmt: skip
 print(
     f"SiMEC: {time.perf_counter() - started:.1f} s; largest logit drift {walk.max_drift.max():.1e}"
 )
@@ -219,13 +222,9 @@ kept = bool((walk.predictions == walk.predictions[0]).all())
 print(f"SiMEC: prediction kept at every saved point: {kept}")
 reading = read_tokens(walk, embedding, few, few_words)
 changed = reading.changed_while_kept()
-transitions = Counter()
-for b, t in changed.nonzero().tolist():
-    save = int(reading.changed()[:, b, t].to(torch.int8).argmax())
-    new = vocabulary[int(reading.tokens()[save, b, t])]
-    transitions[f"{group[vocabulary[int(few[b, t])]]} -> {group[new]}"] += 1
+first_changes = reading.changed().to(torch.int8).argmax(dim=0)  # (batch, T)
 print(f"SiMEC: {int(changed.sum())} of {int(few_words.sum())} words changed token; by polarity:")
-print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(transitions.items())))
+print("  " + by_polarity(reading, changed, first_changes))
 print(reading.describe(vocabulary, examples=[0, 1]))
 plot_token_walk(reading, vocabulary, example=0).savefig(OUT / "simec_tokens.png", dpi=120)
 
@@ -243,26 +242,14 @@ plot_token_walk(reading, vocabulary, example=0).savefig(OUT / "simec_tokens.png"
 
 # %%
 exit_walk = embedding_simexp(
-    model,
-    embedding,
-    few,
-    attention_mask=few_words,
-    additional_forward_args=(few_mask,),
-    output="logits",
-    mode="leave_class",
-    steps=500,
-    step_size=0.02,
+    model, embedding, few, mode="leave_class", steps=500, step_size=0.02, **space
 )
 exit_reading = read_tokens(exit_walk, embedding, few, few_words)
 print("SiMExp stop reasons:", sorted(set(exit_walk.stop_reason)))
 at_flip = exit_reading.changed_at_flip()
-flips = Counter()
-for b, t in at_flip.nonzero().tolist():
-    first = int(exit_reading.first_change[b])
-    new = vocabulary[int(exit_reading.tokens()[first, b, t])]
-    flips[f"{group[vocabulary[int(few[b, t])]]} -> {group[new]}"] += 1
+at_change = exit_reading.first_change[:, None].expand_as(at_flip)
 print(f"SiMExp: {int(at_flip.any(dim=1).sum())} of 8 sentences read as other words at the change;")
-print("  " + (", ".join(f"{k}: {v}" for k, v in sorted(flips.items())) or "none"))
+print("  " + by_polarity(exit_reading, at_flip, at_change))
 distance = exit_reading.l2.distances[exit_reading.first_change, torch.arange(8), :, 0]
 typical = torch.cdist(embedding.weight, embedding.weight).masked_fill(
     torch.eye(len(vocabulary), dtype=torch.bool), torch.inf

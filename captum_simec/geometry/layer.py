@@ -28,6 +28,15 @@ def _layer_tensor(value: Any, layer: nn.Module, side: str) -> Tensor:
     return value
 
 
+def _hook(
+    layer: nn.Module, on_input: bool, input_hook: Callable, output_hook: Callable
+) -> torch.utils.hooks.RemovableHandle:
+    """`input_hook` as the layer's forward pre-hook, or `output_hook` as its forward hook."""
+    if on_input:
+        return layer.register_forward_pre_hook(input_hook)
+    return layer.register_forward_hook(output_hook)
+
+
 def layer_representation(
     forward_func: Callable[..., Any],
     layer: nn.Module,
@@ -52,11 +61,7 @@ def layer_representation(
     def capture_input(module: nn.Module, args: Any) -> None:
         captured.append(_layer_tensor(args[0] if args else None, module, side))
 
-    handle = (
-        layer.register_forward_pre_hook(capture_input)
-        if attribute_to_layer_input
-        else layer.register_forward_hook(capture_output)
-    )
+    handle = _hook(layer, attribute_to_layer_input, capture_input, capture_output)
     try:
         with torch.no_grad():
             forward_func(*inputs, *(additional_forward_args or ()))
@@ -111,11 +116,7 @@ class ThroughLayer:
         def replace_input(module: nn.Module, args: Any) -> tuple[Any, ...]:
             return (hidden, *args[1:])
 
-        handle = (
-            self.layer.register_forward_pre_hook(replace_input)
-            if self.attribute_to_layer_input
-            else self.layer.register_forward_hook(replace_output)
-        )
+        handle = _hook(self.layer, self.attribute_to_layer_input, replace_input, replace_output)
         try:
             return self.forward_func(*rest[: self.num_inputs], *rest[self.num_inputs :])
         finally:

@@ -41,13 +41,17 @@ def _check_ids(input_ids: Any) -> Tensor:
     return input_ids
 
 
+#: the arguments of `embedding_simec` that define the space walked (the rest go to the walk).
+_SPACE_ARGUMENTS = ("attention_mask", "movable", "additional_forward_args")
+
+
 def _embedding_space(
     forward_func: Callable[..., Any],
     embedding: nn.Module,
     input_ids: Tensor,
-    attention_mask: Tensor | None,
-    movable: Tensor | None,
-    additional_forward_args: Any,
+    attention_mask: Tensor | None = None,
+    movable: Tensor | None = None,
+    additional_forward_args: Any = None,
 ) -> dict[str, Any]:
     """The model on the embeddings: its function, start points, fixed arguments and `free`."""
     if not isinstance(embedding, nn.Module):
@@ -116,28 +120,19 @@ def embedding_simec(
 
 
 def embedding_simexp(
-    forward_func: Callable[..., Any],
-    embedding: nn.Module,
-    input_ids: Tensor,
-    *,
-    attention_mask: Tensor | None = None,
-    movable: Tensor | None = None,
-    additional_forward_args: Any = None,
-    output: OutputSpec = None,
-    **options: Any,
+    forward_func: Callable[..., Any], embedding: nn.Module, input_ids: Tensor, **options: Any
 ) -> Walk:
     """SiMExp in embedding space: a walk of the token embeddings across classes.
 
-    Arguments as in `embedding_simec`; `options` are those of `simexp` (`mode`, `steps`,
-    `step_size`, `target`, `target_class`, ...). ``mode="leave_class"`` walks to the nearest
-    change of prediction along the margin's gradient and stops just across the boundary; for
-    (batch, T, V) language-model logits pass ``target=(t, token)``: the decision is the
-    argmax at position t.
+    The arguments are those of `embedding_simec` (`attention_mask`, `movable`,
+    `additional_forward_args`); the other `options` are those of `simexp` (`output`, `mode`,
+    `steps`, `step_size`, `target`, `target_class`, ...). ``mode="leave_class"`` walks to
+    the nearest change of prediction along the margin's gradient and stops just across the
+    boundary; for (batch, T, V) language-model logits pass ``target=(t, token)``: the
+    decision is the argmax at position t.
 
     Returns:
         A `Walk` whose points are embeddings (saves, batch, T, H).
     """
-    space = _embedding_space(
-        forward_func, embedding, input_ids, attention_mask, movable, additional_forward_args
-    )
-    return simexp(**space, output=output, **options)
+    space = {name: options.pop(name, None) for name in _SPACE_ARGUMENTS}
+    return simexp(**_embedding_space(forward_func, embedding, input_ids, **space), **options)

@@ -11,18 +11,16 @@ from captum_simec.text import embedding_simec, embedding_simexp, read_tokens, to
 VOCABULARY = [f"w{i}" for i in range(40)]
 
 
-def _simec(bert, tokens, **options):
+def _walk(walk, bert, tokens, **options):
+    """`walk` (embedding_simec or embedding_simexp) of the BERT's embeddings of `tokens`."""
     ids, mask = tokens
-    settings = {"steps": 20, "step_size": 0.05, "seed": 0, **options}
-    return embedding_simec(
-        bert,
-        bert.get_input_embeddings(),
-        ids,
-        attention_mask=mask,
-        additional_forward_args=(mask,),
-        output="logits",
-        **settings,
-    )
+    space = {"attention_mask": mask, "additional_forward_args": (mask,), "output": "logits"}
+    return walk(bert, bert.get_input_embeddings(), ids, **space, **options)
+
+
+def _simec(bert, tokens, **options):
+    return _walk(embedding_simec, bert, tokens, **{"steps": 20, "step_size": 0.05, "seed": 0,
+                                                   **options})  # fmt: skip
 
 
 def test_simec_in_embedding_space_keeps_the_output_and_the_padding(bert, tokens):
@@ -105,17 +103,7 @@ def test_the_reader_matches_a_brute_force_search(bert, tokens):
 
 def test_simexp_in_embedding_space_is_read_at_the_change(bert, tokens):
     ids, mask = tokens
-    walk = embedding_simexp(
-        bert,
-        bert.get_input_embeddings(),
-        ids,
-        attention_mask=mask,
-        additional_forward_args=(mask,),
-        output="logits",
-        mode="leave_class",
-        steps=300,
-        step_size=0.02,
-    )
+    walk = _walk(embedding_simexp, bert, tokens, mode="leave_class", steps=300, step_size=0.02)
     assert walk.stop_reason == ["class_change", "class_change"]
     reading = read_tokens(walk, bert.get_input_embeddings(), ids, mask)
     first = reading.first_change
