@@ -54,6 +54,24 @@ def test_the_ids_path_equals_the_inputs_embeds_path(bert, tokens, score):
     assert on_ids.abs().sum() > 0
 
 
+def test_distilbert_ids_and_padding(distilbert, tokens):
+    """Another architecture (no token types, its own mask handling), in float32."""
+    ids, mask = tokens
+    embedding = distilbert.get_input_embeddings()
+    on_ids = LayerSiMECAttribution(distilbert, embedding, output="logits").attribute(
+        ids, target=0, additional_forward_args=(mask,), score="robustness", attention_mask=mask
+    )
+    on_embeds = SiMECAttribution(_embeds_model(distilbert)).attribute(
+        embedding(ids).detach(),
+        target=0,
+        additional_forward_args=(mask,),
+        score="robustness",
+        attention_mask=mask,
+    )
+    torch.testing.assert_close(on_ids, on_embeds)
+    assert (on_ids[mask == 0] == 0).all() and (on_ids[mask == 1] > 0).any()
+
+
 @pytest.mark.parametrize("score", SCORES)
 def test_padded_positions_score_exactly_zero(bert, tokens, score):
     ids, mask = tokens
