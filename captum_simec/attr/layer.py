@@ -18,6 +18,7 @@ from captum_simec.attr.simec_attribution import (
     SiMECMethod,
     check_request,
     spectrum_scores,
+    times_distance,
 )
 from captum_simec.geometry import layer_representation
 
@@ -57,7 +58,8 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                 (or input, with ``attribute_to_layer_input=True``).
             device_ids: Captum's DataParallel device list; must be None (the layer's
                 representation is substituted through hooks on one device).
-            multiply_by_inputs: multiply by `|h(x) - h(baseline)|`.
+            multiply_by_inputs: multiply by `|h(x) - h(baseline)|` (by `h(x) - h(baseline)`
+                with ``signed=True``).
 
         Raises:
             ValueError: `layer` is not an nn.Module, or a DataParallel setup is requested.
@@ -132,6 +134,6 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                     self.forward_func, self.layer, points, args, attribute_to_layer_input
                 )
 
-            distances = (represent(formatted) - represent(references)).abs()
-            flat = flat * distances.reshape(flat.shape).to(flat.dtype)
+            distances = represent(formatted) - represent(references)
+            flat = times_distance(flat, distances.reshape(flat.shape), signed)
         return spectrum.unflatten(flat)

@@ -25,6 +25,9 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_simec import _compat
+from captum_simec.attr.binary import BinaryLogit
+from captum_simec.attr.boundary import boundary_scores
+from captum_simec.attr.robustness import TopOutputsMetric, box_robustness
 from captum_simec.explore import simec, simexp
 from captum_simec.geometry import (
     OutputMetric,
@@ -35,6 +38,7 @@ from captum_simec.geometry import (
 )
 
 __all__ = [
+    "DELTA_SCORES",
     "GEOMETRIC_SCORES",
     "SCORES",
     "WALK_SCORES",
@@ -46,7 +50,9 @@ __all__ = [
 
 GEOMETRIC_SCORES = ("relevance", "robustness")
 WALK_SCORES = ("flip", "class_extent")
-SCORES = GEOMETRIC_SCORES + WALK_SCORES
+#: scores with a completeness property, hence a convergence delta.
+DELTA_SCORES = ("boundary",)
+SCORES = GEOMETRIC_SCORES + WALK_SCORES + DELTA_SCORES
 #: keyword options of `attribute` passed to `pullback_spectrum` for the geometric scores.
 GEOMETRY_OPTIONS = ("rtol", "atol", "solver", "jacobian_method")
 
@@ -114,6 +120,14 @@ def format_baselines(
     return tuple(formatted)
 
 
+def times_distance(scores: Tensor, distances: Tensor, signed: bool) -> Tensor:
+    """`scores * (x - baseline)` when `signed`, else `scores * |x - baseline|` (flat, same shape).
+
+    Signed, the target relevance of a linear model times `x - b` is IG's `w * (x - b)`.
+    """
+    return scores * (distances if signed else distances.abs()).to(scores.dtype)
+
+
 def _check_signed(score: str, signed: bool) -> None:
     if signed and score not in ("relevance", "flip"):
         raise ValueError(
@@ -138,11 +152,22 @@ def spectrum_scores(
 ) -> tuple[Tensor, PullbackSpectrum]:
     """Flat relevance or robustness (batch, n) and the spectrum it came from.
 
-    The metric is `default_output_metric(output_metric, target)`; with `layer`, `n` counts
-    the layer's neurons. ``signed`` relevance is `rho_i sign(df_t/dx_i)`; the target gradient
+    The metric is `default_output_metric(output_metric, target)` for relevance and
+    `TopOutputsMetric` for robustness; with `layer`, `n` counts the layer's neurons. A
+    ``domain`` in `geometry_options` makes robustness box-aware (`box_robustness`).
+    ``signed`` relevance is `rho_i sign(df_t/dx_i)`; the target gradient
     is the factor itself for the ``"target"`` metric, else one more backward pass.
     """
     _check_signed(score, signed)
+    options = dict(geometry_options or {})
+    domain = options.pop("domain", None)
+    if domain is not None and layer is not None:
+        raise ValueError(
+            "`domain` (box-aware robustness) applies to input features, not to a layer's "
+            "neurons: drop it for LayerSiMECAttribution."
+        )
+    if score == "robustness" and output_metric is None:
+        output_metric = TopOutputsMetric()
     metric = resolve_output_metric(default_output_metric(output_metric, target))
     common = dict(
         target=target,
@@ -150,9 +175,11 @@ def spectrum_scores(
         layer=layer,
         attribute_to_layer_input=attribute_to_layer_input,
         internal_batch_size=internal_batch_size,
-        **(geometry_options or {}),
+        **options,
     )
     spectrum = pullback_spectrum(forward_func, inputs, output_metric=metric, **common)
+    if score == "robustness" and domain is not None:
+        return box_robustness(spectrum.relevance(), inputs, domain), spectrum
     if score == "robustness":
         return spectrum.robustness(), spectrum
     relevance = spectrum.relevance()
@@ -176,12 +203,14 @@ def spectrum_scores(
 def check_options(score: str, options: dict[str, Any]) -> None:
     """Refuses extra keyword options that `score` does not take (geometry vs walk options)."""
     if score in GEOMETRIC_SCORES:
-        unknown = sorted(set(options) - set(GEOMETRY_OPTIONS))
+        allowed = GEOMETRY_OPTIONS + (("domain",) if score == "robustness" else ())
+        unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise TypeError(
                 f"attribute() got option(s) {unknown} that score={score!r} does not take; "
-                f"the geometric scores accept {GEOMETRY_OPTIONS}, walk options (steps, "
-                f"step_size, domain, seed, ...) belong to the scores {WALK_SCORES}."
+                f"the geometric scores accept {GEOMETRY_OPTIONS} (robustness also `domain`), "
+                "walk options (steps, step_size, domain, seed, ...) belong to the scores "
+                f"{WALK_SCORES + DELTA_SCORES}."
             )
 
 
@@ -190,17 +219,17 @@ def check_request(
 ) -> None:
     """Refuses a score not in `allowed`, a convergence delta, and options `score` does not take.
 
-    The scores have no completeness property, hence no convergence delta. Captum's methods
-    without one (Saliency, InputXGradient) do not accept the argument at all; these accept it
-    so that code written for IG runs, and fail clearly when asked.
+    Only the scores in `DELTA_SCORES` have a completeness property, hence a convergence
+    delta. Captum's methods without one (Saliency, InputXGradient) do not accept the argument
+    at all; these accept it so that code written for IG runs, and fail clearly when asked.
     """
     if score not in allowed:
         raise ValueError(f"score={score!r} is not supported here; choose one of {allowed}.")
-    if return_convergence_delta:
+    if return_convergence_delta and score not in DELTA_SCORES:
         raise ValueError(
-            "return_convergence_delta=True: SiMEC scores have no convergence delta "
-            "(has_convergence_delta() is False; they do not sum to an output difference). "
-            "Call attribute(..., return_convergence_delta=False)."
+            f"return_convergence_delta=True: score={score!r} has no convergence delta (it "
+            "does not sum to an output difference); only score='boundary' has one. Call "
+            "attribute(..., return_convergence_delta=False) or use score='boundary'."
         )
     check_options(score, options)
 
@@ -316,6 +345,24 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
         GradientAttribution.__init__(self, forward_func)
         self._multiply_by_inputs = bool(multiply_by_inputs)
 
+    def has_convergence_delta(self) -> bool:
+        """True: ``score="boundary"`` returns a delta (the other scores raise if asked for one)."""
+        return True
+
+    def _check_path_request(self, output_metric: MetricSpec | None) -> None:
+        """Refuses what ``score="boundary"`` cannot honour: a metric or `multiply_by_inputs`."""
+        if output_metric is not None:
+            raise ValueError(
+                "score='boundary' walks down the target's margin and integrates the target's "
+                f"gradient; output_metric={output_metric!r} does not apply: drop it."
+            )
+        if self.multiplies_by_inputs:
+            raise ValueError(
+                "score='boundary' is already a path integral from x_end to x (it sums to "
+                "f_t(x) - f_t(x_end)), so multiply_by_inputs does not apply: use "
+                "SiMECAttribution(model) for it."
+            )
+
     @log_usage()
     def attribute(
         self,
@@ -362,45 +409,35 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
         is_tuple = _compat.is_tuple(inputs)
         formatted = _compat.format_inputs(inputs)
         references = self._baselines(baselines, formatted)
+        common = dict(
+            score=score,
+            target=target,
+            additional_forward_args=additional_forward_args,
+            output_metric=output_metric,
+            signed=signed,
+        )
+        delta = None
         if score in GEOMETRIC_SCORES:
             flat, _ = spectrum_scores(
                 self.forward_func,
                 formatted,
-                score=score,
-                target=target,
-                additional_forward_args=additional_forward_args,
-                output_metric=output_metric,
-                signed=signed,
+                **common,
                 internal_batch_size=internal_batch_size,
                 geometry_options=options,
             )
-        else:
-            flat = walk_score(
-                self.forward_func,
-                formatted,
-                score=score,
-                target=target,
-                additional_forward_args=additional_forward_args,
-                output_metric=output_metric,
-                signed=signed,
-                options=options,
+        elif score in DELTA_SCORES:
+            self._check_path_request(output_metric)
+            flat, delta = boundary_scores(
+                self.forward_func, formatted, target, additional_forward_args, options
             )
+        else:
+            flat = walk_score(self.forward_func, formatted, **common, options=options)
         if references is not None:
             distances = _compat.flatten_features(formatted) - _compat.flatten_features(references)
-            flat = flat * distances.abs().to(flat.dtype)
+            flat = times_distance(flat, distances, signed)
         shaped = _compat.unflatten_features(flat, _compat.feature_shapes(formatted))
-        return _compat.format_output(is_tuple, shaped)
-
-
-class _BinaryLogit:
-    """A one-output model read as a binary classifier: outputs `[0, f]`, decision `f > 0`."""
-
-    def __init__(self, forward_func: Callable[..., Any]) -> None:
-        self.forward_func = forward_func
-
-    def __call__(self, *args: Any) -> Tensor:
-        logit = self.forward_func(*args).reshape(-1, 1)
-        return torch.cat([torch.zeros_like(logit), logit], dim=1)
+        attributions = _compat.format_output(is_tuple, shaped)
+        return (attributions, delta) if return_convergence_delta else attributions
 
 
 def _subset(
@@ -428,7 +465,7 @@ def flip_displacement(
     """
     batch = outputs.shape[0]
     if outputs[0].numel() == 1:
-        forward_func, target = _BinaryLogit(forward_func), None
+        forward_func, target = BinaryLogit(forward_func), None
     predicted = outputs.reshape(batch, -1).argmax(dim=1)
     leave = torch.ones_like(predicted, dtype=torch.bool) if target is None else target == predicted
     displacement = torch.zeros(
@@ -561,7 +598,12 @@ def explain(
     internal_batch_size: int | None = None,
     **geometry_options: Any,
 ) -> Explanation:
-    """Relevance, robustness and the spectrum of `g = J^T G J` from one Jacobian per example.
+    """Relevance, robustness and the spectrum of `g = J^T G J` in one call.
+
+    Relevance, eigenvalues and rank come from the metric `output_metric`; robustness from
+    the same spectrum when `output_metric` is given, else from the robustness default
+    `TopOutputsMetric` (one more Jacobian), so that it equals
+    ``SiMECAttribution.attribute(..., score="robustness")``.
 
     Args:
         forward_func: the model.
@@ -580,15 +622,18 @@ def explain(
     is_tuple = _compat.is_tuple(inputs)
     formatted = _compat.format_inputs(inputs)
     metric = resolve_output_metric(default_output_metric(output_metric, target))
-    spectrum = pullback_spectrum(
-        forward_func,
-        formatted,
-        output_metric=metric,
+    common = dict(
         target=target,
         additional_forward_args=additional_forward_args,
         internal_batch_size=internal_batch_size,
         **geometry_options,
     )
+    spectrum = pullback_spectrum(forward_func, formatted, output_metric=metric, **common)
+    robust = spectrum
+    if output_metric is None:
+        robust = pullback_spectrum(
+            forward_func, formatted, output_metric=TopOutputsMetric(), **common
+        )
 
     def structured(flat: Tensor) -> InputsType:
         shaped = _compat.unflatten_features(flat, _compat.feature_shapes(formatted))
@@ -598,7 +643,7 @@ def explain(
     return Explanation(
         inputs=_compat.format_output(is_tuple, tuple(x.detach() for x in formatted)),
         relevance=structured(spectrum.relevance()),
-        robustness=structured(spectrum.robustness()),
+        robustness=structured(robust.robustness()),
         eigenvalues=spectrum.eigenvalues,
         rank=spectrum.rank,
         null_dim=spectrum.null_dim,

@@ -194,6 +194,20 @@ class DirectionPolicy:
         """Which examples reached the policy's goal at these outputs (active,), or None."""
         return None
 
+    def observe(
+        self,
+        rows: Tensor,
+        here: Tensor,
+        new: Tensor,
+        spectrum_here: PullbackSpectrum,
+        spectrum_new: PullbackSpectrum,
+    ) -> None:
+        """Called once per accepted step: its start and end points (active, n), the spectra there.
+
+        The end point is final (box, corrector and boundary bisection applied); a policy can
+        integrate along the path or adapt its next step lengths here.
+        """
+
 
 # ----------------------------------------------------------------------------- result
 @dataclass
@@ -774,6 +788,7 @@ def run_walk(
                 # composition can round to the other side of a boundary this close)
                 new_outputs = new_spectrum.outputs.clone()
                 new_outputs[reached] = crossed
+            policy.observe(rows, here, new, spectrum, new_spectrum)
             # bookkeeping
             move = new - here
             increment = (spectrum.factor @ move.unsqueeze(2)).squeeze(2).double().norm(dim=1)

@@ -1,0 +1,102 @@
+"""Robustness maps that predict invariance: the default metric and the box-aware score.
+
+A robustness map says which features the prediction ignores. It is judged by the invariance
+curve (`captum_simec.evaluation.invariance_curve`): replace the features it calls most
+robust with uniform noise in the domain box and count the predictions that stay the same.
+
+- Default metric. The null-space share `kappa_i = 1 - sum_{k<=r} v_ki^2` depends on the
+  output metric; measured across models (`benchmarks/bench_evaluation.py`), `G = I` on the
+  top outputs (`TopOutputsMetric`: the predicted class and its two runners-up) predicts
+  invariance best: the prediction is decided among them. With the target metric (rank 1)
+  `kappa` ranks features exactly as inverse |Saliency| does.
+- Box-aware score (`score="robustness"` with `domain=(lo, hi)`): a unit move (what `kappa`
+  measures) is not what noise does; replacing feature i by uniform noise moves it by
+  `d_i = u_i - x_i`, and the first-order output motion it causes (in `G`) has root mean
+  square `r_i = sqrt(g_ii E[d_i^2])`, `E[d_i^2] = (hi - lo)^2 / 12 + (x_i - (lo + hi) / 2)^2`.
+  The score is `1 - r_i / max_j r_j` in [0, 1]: 1 where noise in the feature moves nothing,
+  0 for the feature whose noise moves the output most. It accounts for where each feature
+  sits in the box (a pixel at a bound moves twice as far under noise as one in the middle).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from captum_simec import _compat
+from captum_simec.geometry.metrics import OutputMetric, TopKMetric
+
+__all__ = ["TOP_OUTPUTS", "TopOutputsMetric", "box_robustness", "noise_mean_square"]
+
+#: how many of the largest outputs the default robustness metric weighs.
+TOP_OUTPUTS = 3
+
+
+class TopOutputsMetric(OutputMetric):
+    """`G = I` on the `k` largest outputs at the point, `k = min(TOP_OUTPUTS, m - 1)` (>= 1).
+
+    Class-agnostic; on a binary classifier it keeps only the predicted output (the sum of
+    two logits carries no class information), on one output that output.
+    """
+
+    name = "top_outputs"
+    class_agnostic = True
+
+    def cotangents(self, outputs: Tensor, target: Tensor | None) -> Tensor:
+        k = max(1, min(TOP_OUTPUTS, outputs.shape[1] - 1))
+        return TopKMetric(k).cotangents(outputs, target)
+
+
+def noise_mean_square(flat: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """`E[(u_i - x_i)^2]` for `u_i` uniform in `[lower_i, upper_i]` (same shape as `flat`)."""
+    width = upper - lower
+    return width.square() / 12 + (flat - (lower + upper) / 2).square()
+
+
+def _flat_bounds(
+    domain: tuple[Any, Any], inputs: tuple[Tensor, ...], like: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The box `(lo, hi)` as flat tensors broadcast to (batch, n)."""
+    if not (isinstance(domain, tuple) and len(domain) == 2):
+        raise TypeError(
+            "`domain` of score='robustness' must be a (lo, hi) pair of numbers or tensors "
+            f"broadcastable to one example, got {type(domain).__name__}."
+        )
+    shapes = _compat.feature_shapes(inputs)
+    flat = []
+    for bound in domain:
+        value = torch.as_tensor(bound, dtype=like.dtype, device=like.device)
+        try:
+            parts = tuple(torch.broadcast_to(value, (1, *shape)) for shape in shapes)
+        except RuntimeError as error:
+            raise ValueError(
+                f"`domain` bound of shape {tuple(value.shape)} does not broadcast to the "
+                f"per-example input shapes {[tuple(s) for s in shapes]}."
+            ) from error
+        flat.append(_compat.flatten_features(parts).expand_as(like))
+    if not bool((flat[0] <= flat[1]).all()):
+        raise ValueError("`domain` has lo > hi somewhere; pass (lo, hi) with lo <= hi.")
+    return flat[0], flat[1]
+
+
+def box_robustness(
+    relevance: Tensor, inputs: tuple[Tensor, ...], domain: tuple[Any, Any]
+) -> Tensor:
+    """`1 - r_i / max_j r_j` with `r_i = sqrt(g_ii E[(u_i - x_i)^2])` (module docstring).
+
+    Args:
+        relevance: `sqrt(g_ii)` (batch, n).
+        inputs: the inputs (their flat values are the `x_i`).
+        domain: `(lo, hi)`, numbers or tensors broadcastable to one example's input shape.
+
+    Returns:
+        The box-aware robustness (batch, n) in [0, 1]; all ones where the output does not
+        move at all.
+    """
+    flat = _compat.flatten_features(inputs).detach().to(relevance.dtype)
+    lower, upper = _flat_bounds(domain, inputs, flat)
+    motion = relevance * noise_mean_square(flat, lower, upper).sqrt()
+    largest = motion.amax(dim=1, keepdim=True)
+    return torch.where(largest > 0, 1 - motion / largest.clamp_min(1e-300), 1.0)
