@@ -5,7 +5,7 @@ Five stages, each printed with its real numbers and timing:
 1. train the paper's MNIST CNN (:class:`~captum_simec.models.PaperMNISTCNN`) on the 8x8
    digits upsampled to 28x28 (:func:`~captum_simec.models.fit_digits_cnn`);
 2. compare SiMEC attributions with Integrated Gradients, Saliency and others on a few test
-   images (:func:`~captum_simec.audit.compare.compare_attributions`);
+   images (:func:`~captum_simec.evaluation.compare_attributions`);
 3. walk inside the class of a test image (SiMEC: the prediction and probabilities stay put)
    and out of it (SiMExp, ``leave_class``: until the predicted class changes);
 4. audit a few dozen test images (:class:`~captum_simec.audit.robustness.RobustnessAudit`):
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from captum_simec._runtime import show_progress, torch_threads
-from captum_simec.audit.compare import compare_attributions
 from captum_simec.audit.robustness import AuditResult, RobustnessAudit
+from captum_simec.evaluation import compare_attributions
 from captum_simec.explore import simec, simexp
 from captum_simec.models import accuracy, count_parameters, fit_digits_cnn
 from captum_simec.report import Report, ReportFiles, add_audit_sections
