@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec.explore.constraints import Box
 from captum_simec.geometry.metrics import OutputMetric, TopKMetric
 
 __all__ = ["TOP_OUTPUTS", "TopOutputsMetric", "box_robustness", "noise_mean_square"]
@@ -55,32 +56,6 @@ def noise_mean_square(flat: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return width.square() / 12 + (flat - (lower + upper) / 2).square()
 
 
-def _flat_bounds(
-    domain: tuple[Any, Any], inputs: tuple[Tensor, ...], like: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The box `(lo, hi)` as flat tensors broadcast to (batch, n)."""
-    if not (isinstance(domain, tuple) and len(domain) == 2):
-        raise TypeError(
-            "`domain` of score='robustness' must be a (lo, hi) pair of numbers or tensors "
-            f"broadcastable to one example, got {type(domain).__name__}."
-        )
-    shapes = _compat.feature_shapes(inputs)
-    flat = []
-    for bound in domain:
-        value = torch.as_tensor(bound, dtype=like.dtype, device=like.device)
-        try:
-            parts = tuple(torch.broadcast_to(value, (1, *shape)) for shape in shapes)
-        except RuntimeError as error:
-            raise ValueError(
-                f"`domain` bound of shape {tuple(value.shape)} does not broadcast to the "
-                f"per-example input shapes {[tuple(s) for s in shapes]}."
-            ) from error
-        flat.append(_compat.flatten_features(parts).expand_as(like))
-    if not bool((flat[0] <= flat[1]).all()):
-        raise ValueError("`domain` has lo > hi somewhere; pass (lo, hi) with lo <= hi.")
-    return flat[0], flat[1]
-
-
 def box_robustness(
     relevance: Tensor, inputs: tuple[Tensor, ...], domain: tuple[Any, Any]
 ) -> Tensor:
@@ -96,7 +71,13 @@ def box_robustness(
         move at all.
     """
     flat = _compat.flatten_features(inputs).detach().to(relevance.dtype)
-    lower, upper = _flat_bounds(domain, inputs, flat)
+    if not (isinstance(domain, tuple) and len(domain) == 2):
+        raise TypeError(
+            "`domain` of score='robustness' must be a (lo, hi) pair of numbers or tensors "
+            f"broadcastable to one example, got {type(domain).__name__}."
+        )
+    box = Box(*domain).bind(_compat.feature_shapes(inputs), flat.dtype, flat.device)
+    lower, upper = box.lower, box.upper
     motion = relevance * noise_mean_square(flat, lower, upper).sqrt()
     largest = motion.amax(dim=1, keepdim=True)
     return torch.where(largest > 0, 1 - motion / largest.clamp_min(1e-300), 1.0)
