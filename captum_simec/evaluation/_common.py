@@ -16,6 +16,7 @@ __all__ = [
     "InputsType",
     "check_domain",
     "check_output_transform",
+    "curve_scores",
     "forward_in_chunks",
     "mean_finite",
     "target_indices",
@@ -90,6 +91,33 @@ def forward_in_chunks(
                 forward_func(*chunk, *_compat.index_additional_forward_args(args, index, batch))
             )
     return torch.cat(outputs)
+
+
+def curve_scores(
+    forward_func: Callable[..., Tensor],
+    parts: tuple[Tensor, ...],
+    args: tuple[Any, ...],
+    target: _compat.TargetType,
+    points: Tensor,
+    transform: str | Callable,
+    batch_size: int,
+) -> Tensor:
+    """The target's (transformed) score at flat `points` (batch, k, n) of each example.
+
+    The target is resolved at the clean inputs `parts` (None: the predicted class).
+
+    Returns:
+        Scores (batch, k), float64.
+    """
+    batch, count, n = points.shape
+    with torch.no_grad():
+        flat_target = target_indices(target, forward_func(*parts, *args))
+    example = torch.arange(batch, device=points.device).repeat_interleave(count)
+    shapes = _compat.feature_shapes(parts)
+    outputs = forward_in_chunks(
+        forward_func, points.reshape(-1, n), example, shapes, args, batch, batch_size
+    )
+    return target_scores(outputs, flat_target[example], transform).reshape(batch, count).double()
 
 
 def mean_finite(values: Tensor | Sequence[float]) -> float:

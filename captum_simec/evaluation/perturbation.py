@@ -24,9 +24,7 @@ from captum_simec.evaluation._common import (
     InputsType,
     check_domain,
     check_output_transform,
-    forward_in_chunks,
-    target_indices,
-    target_scores,
+    curve_scores,
 )
 
 __all__ = [
@@ -239,24 +237,12 @@ def perturbation_curve(
     batch, n = x.shape
     counts = [round(k * n / steps) for k in range(steps + 1)]
     start, end = (x, reference) if mode == "deletion" else (reference, x)
-    with torch.no_grad():
-        flat_target = target_indices(target, forward_func(*parts, *args))
     position = rank_positions(order)
     points = torch.stack([torch.where(position < c, end, start) for c in counts], dim=1)
-    example = torch.arange(batch, device=x.device).repeat_interleave(steps + 1)
-    outputs = forward_in_chunks(
-        forward_func,
-        points.reshape(batch * (steps + 1), n),
-        example,
-        _compat.feature_shapes(parts),
-        args,
-        batch,
-        batch_size,
-    )
-    scores = target_scores(outputs, flat_target[example], output_transform)
+    scores = curve_scores(forward_func, parts, args, target, points, output_transform, batch_size)
     return PerturbationCurve(
         fractions=(torch.tensor(counts, dtype=torch.float64) / n).to(x.device),
-        scores=scores.reshape(batch, steps + 1).double(),
+        scores=scores,
         mode=mode,
         baseline=baseline if isinstance(baseline, str) else "custom",
     )

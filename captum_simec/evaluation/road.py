@@ -35,9 +35,7 @@ from captum_simec.evaluation._common import (
     InputsType,
     check_domain,
     check_output_transform,
-    forward_in_chunks,
-    target_indices,
-    target_scores,
+    curve_scores,
 )
 from captum_simec.evaluation.perturbation import (
     PerturbationCurve,
@@ -275,15 +273,11 @@ def road_curve(
     removed = torch.stack([position < c for c in counts], dim=1).reshape(-1, n)
     points = x.repeat_interleave(len(counts), dim=0)
     imputed = _impute(parts, points, removed, imputer, (float(noise_std), generator), domain)
-    example = torch.arange(batch, device=x.device).repeat_interleave(len(counts))
-    with torch.no_grad():
-        flat_target = target_indices(target, forward_func(*parts, *args))
-    shapes = _compat.feature_shapes(parts)
-    outputs = forward_in_chunks(forward_func, imputed, example, shapes, args, batch, batch_size)
-    scores = target_scores(outputs, flat_target[example], output_transform)
+    points = imputed.reshape(batch, len(counts), n)
+    scores = curve_scores(forward_func, parts, args, target, points, output_transform, batch_size)
     return PerturbationCurve(
         fractions=(torch.tensor(counts, dtype=torch.float64) / n).to(x.device),
-        scores=scores.reshape(batch, len(counts)).double(),
+        scores=scores,
         mode=f"road_{order}",
         baseline="road",
     )
