@@ -24,6 +24,10 @@ BENCHMARKS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "geometry": ("bench_geometry.py", (("captum_simec.geometry", "pullback_spectrum"),)),
     "explore": ("bench_explore.py", (("captum_simec.explore", "simec"),)),
     "attribution": ("bench_attribution.py", (("captum_simec.attr", "SiMECAttribution"),)),
+    "evaluation": (
+        "bench_evaluation.py",
+        (("captum_simec.evaluation", "compare_attributions"),),
+    ),
     "audit": (
         "bench_audit.py",
         (
