@@ -8,14 +8,20 @@ robust with uniform noise in the domain box and count the predictions that stay 
   output metric; measured across models (`benchmarks/bench_evaluation.py`), `G = I` on the
   top outputs (`TopOutputsMetric`: the predicted class and its two runners-up) predicts
   invariance best: the prediction is decided among them. With the target metric (rank 1)
-  `kappa` ranks features exactly as inverse |Saliency| does.
+  `kappa` ranks features exactly as inverse |Saliency| does. Invariance AUC (64 test
+  images, 20 draws; digits MLP / paper's CNN on MNIST / breast-cancer MLP): top outputs
+  0.758 / 0.884 / 0.840, target metric = inverse |Saliency| 0.724 / 0.873 / 0.840,
+  euclidean 0.723 / 0.866 / 0.679, inverse |IG| 0.584 / 0.827 / 0.667. On a two-class model
+  every rank-1 metric ties with inverse |Saliency|; `G = I` on both logits (0.679) does not,
+  hence `k = min(3, m - 1)`.
 - Box-aware score (`score="robustness"` with `domain=(lo, hi)`): a unit move (what `kappa`
   measures) is not what noise does; replacing feature i by uniform noise moves it by
   `d_i = u_i - x_i`, and the first-order output motion it causes (in `G`) has root mean
   square `r_i = sqrt(g_ii E[d_i^2])`, `E[d_i^2] = (hi - lo)^2 / 12 + (x_i - (lo + hi) / 2)^2`.
   The score is `1 - r_i / max_j r_j` in [0, 1]: 1 where noise in the feature moves nothing,
   0 for the feature whose noise moves the output most. It accounts for where each feature
-  sits in the box (a pixel at a bound moves twice as far under noise as one in the middle).
+  sits in the box (a pixel at a bound moves twice as far under noise as one in the middle),
+  and it measured best on all three models: 0.770 / 0.891 / 0.844.
 """
 
 from __future__ import annotations

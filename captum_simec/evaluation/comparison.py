@@ -151,7 +151,11 @@ class Comparison:
         curves = {name: c[key] for name, c in self.curves.items() if key in c}
         if not curves:
             raise ValueError(f"No {key!r} curves were computed; check `metrics` and `baselines`.")
-        return plot_curves(curves)
+        title = None
+        if mode.startswith("road_"):
+            order = "most" if mode == "road_morf" else "least"
+            title = f"ROAD, {order} relevant removed first (noisy linear imputation)"
+        return plot_curves(curves, title=title)
 
     def plot_invariance(self) -> Any:
         """Mean invariance curve of every method, AUC in the legend (a Figure)."""
