@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from captum_simec._runtime import show_progress, torch_threads
-from captum_simec.audit import AuditResult, RobustnessAudit, compare_attributions
+from captum_simec.audit import AuditResult, RobustnessAudit
+from captum_simec.evaluation import compare_attributions
 from captum_simec.explore import simec, simexp
 from captum_simec.report import Report, ReportFiles, add_audit_sections
 from captum_simec.viz import plot_image_strip, plot_traces

@@ -34,7 +34,7 @@ import torch
 from captum.attr import IntegratedGradients, Saliency
 
 from captum_simec.attr import SiMECAttribution, explain
-from captum_simec.audit.compare import compare_attributions
+from captum_simec.evaluation import compare_attributions
 from captum_simec.explore import simec
 from captum_simec.geometry import pullback_spectrum
 from captum_simec.viz import plot_attributions

@@ -9,14 +9,18 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from captum_simec import evaluation
-from captum_simec.audit.compare import METRICS, Comparison, compare_attributions
+from captum_simec.evaluation import METRICS, Comparison, compare_attributions
+from captum_simec.evaluation import compare as compare_module
 from tests.attr.helpers import mlp, small_cnn
 
 DEFAULT_METHODS = {
     "SiMEC relevance",
     "SiMEC leverage (1-robustness, G=I)",
     "SiMEC flip",
+    "SiMEC boundary",
     "IntegratedGradients",
+    "IntegratedGradients (uniform)",
+    "Boundary IG (PGD)",
     "Saliency",
     "InputXGradient",
     "GradientShap",
@@ -25,11 +29,18 @@ DEFAULT_METHODS = {
 
 @pytest.fixture(scope="module")
 def image_comparison() -> tuple[nn.Module, torch.Tensor, Comparison]:
-    torch.manual_seed(0)
-    model, x = small_cnn(), torch.rand(3, 1, 8, 8)
-    result = compare_attributions(
-        model, x, n_steps_ig=8, domain=(0.0, 1.0), curve_steps=8, progress=False
-    )
+    # a module fixture runs before the per-test single-thread fixture: tiny ops on several
+    # threads of a loaded 2-core machine ran 10x slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model, x = small_cnn(), torch.rand(3, 1, 8, 8)
+        result = compare_attributions(
+            model, x, n_steps_ig=8, domain=(0.0, 1.0), curve_steps=8, progress=False
+        )
+    finally:
+        torch.set_num_threads(threads)
     return model, x, result
 
 
@@ -41,14 +52,20 @@ def test_every_default_method_is_run_and_scored(image_comparison):
         assert result.maps[name].shape == x.shape
         assert result.seconds[name] > 0
         expected = {"infidelity", "sensitivity", "random_logit", "randomisation_top"}
+        expected |= {"randomisation_mean", "road_morf_auc", "road_lerf_auc", "invariance_auc"}
         expected |= {
-            f"{m}_auc/{b}" for m in ("deletion", "insertion") for b in ("black", "uniform", "mean")
+            f"{m}_auc/{b}"
+            for m in ("deletion", "insertion")
+            for b in ("black", "uniform", "mean", "blur")
         }
         assert expected <= set(scores), name
         for key, values in scores.items():
             assert values.shape == (3,), (name, key)
-    assert result.correlation.shape == (7, 7)
-    torch.testing.assert_close(result.correlation.diagonal(), torch.ones(7, dtype=torch.float64))
+    count = len(DEFAULT_METHODS)
+    assert result.correlation.shape == (count, count)
+    torch.testing.assert_close(
+        result.correlation.diagonal(), torch.ones(count, dtype=torch.float64)
+    )
 
 
 def test_saliency_and_simec_target_relevance_agree_in_every_metric(image_comparison):
@@ -85,9 +102,14 @@ def test_plots_of_the_comparison(image_comparison):
     _, _, result = image_comparison
     grid = result.plot(examples=2)
     assert isinstance(grid, Figure)
-    assert len(grid.axes) == (1 + 7) * 2 + 1  # input row, one row per method, colour bar
+    count = len(DEFAULT_METHODS)
+    assert len(grid.axes) == (1 + count) * 2 + 1  # input row, one row per method, colour bar
     curves = result.plot_curves("insertion", "mean")
-    assert len(curves.axes[0].lines) == 7
+    assert len(curves.axes[0].lines) == count
+    road = result.plot_curves("road_morf", "road")
+    assert "removed" in road.axes[0].get_xlabel()
+    invariance = result.plot_invariance()
+    assert len(invariance.axes[0].lines) == count
     with pytest.raises(ValueError, match="No 'deletion/grey' curves"):
         result.plot_curves("deletion", "grey")
 
@@ -158,13 +180,14 @@ def test_time_series_and_tabular_comparisons_plot(kind):
     result = compare_attributions(
         model,
         x,
-        methods={"SiMEC flip": None, "GradientShap": None},
-        metrics=("deletion",),
+        methods={name: None for name in DEFAULT_METHODS - {"Saliency", "SiMEC boundary"}},
+        metrics=("deletion", "road"),
         baselines=("mean",),
         progress=False,
     )
     figure = result.plot()
-    assert len(figure.axes) == (1 + 5) * 2 + 1
+    assert len(figure.axes) == (1 + 2) * 2 + 1
+    assert any("ROAD was skipped" in note for note in result.notes)
 
 
 def test_compare_errors():
@@ -184,12 +207,35 @@ def test_compare_errors():
 
 
 def test_metric_names_are_documented():
-    assert METRICS == (
-        "infidelity",
-        "sensitivity",
-        "deletion",
-        "insertion",
-        "sanity",
-        "correlation",
+    documented = compare_module.__doc__
+    assert all(f"``{name}``" in documented for name in METRICS)
+    assert evaluation.BASELINE_KINDS == ("black", "uniform", "mean", "blur")
+
+
+def test_named_baselines_road_on_tabular_data_and_invariance():
+    model, x = mlp(n=5, m=3, seed=4), torch.rand(4, 5)
+    reference = torch.rand(50, 5, generator=torch.Generator().manual_seed(0))
+    result = compare_attributions(
+        model,
+        x,
+        methods={name: None for name in DEFAULT_METHODS - {"Saliency", "IntegratedGradients"}},
+        metrics=("deletion", "road", "invariance"),
+        baselines={"training mean": reference.mean(0), "zero": 0.0},
+        domain=(0.0, 1.0),
+        road_imputer=evaluation.GaussianImputer(reference),
+        invariance_draws=5,
+        progress=False,
     )
-    assert evaluation.BASELINE_KINDS == ("black", "uniform", "mean")
+    saliency = result.scores["Saliency"]
+    assert {"deletion_auc/training mean", "deletion_auc/zero", "road_morf_auc"} <= set(saliency)
+    expected = evaluation.perturbation_curve(
+        model, x, result.maps["Saliency"], result.target, baseline=reference.mean(0)
+    )
+    torch.testing.assert_close(saliency["deletion_auc/training mean"], expected.auc)
+    invariance = evaluation.invariance_curve(
+        model, x, result.maps["Saliency"], domain=(0.0, 1.0), robust_first=False, draws=5
+    )
+    torch.testing.assert_close(saliency["invariance_auc"], invariance.auc)
+    assert not any("ROAD was skipped" in note for note in result.notes)
+    with pytest.raises(TypeError, match="baselines"):
+        compare_attributions(model, x, baselines="black", progress=False)
