@@ -39,7 +39,7 @@ from captum_simec.evaluation import GaussianImputer, compare_attributions, invar
 warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
 warnings.filterwarnings("ignore", message="score='(flip|boundary)'")
 
-DROPPED = ("SiMEC leverage (1-robustness, G=I)", "InputXGradient")
+DROPPED = ("SiMEC leverage (1-robustness)", "InputXGradient")
 METRICS = ("deletion", "insertion", "road", "invariance", "sensitivity", "sanity")
 PEERS = ("Saliency", "IntegratedGradients")
 OURS = "SiMEC boundary"

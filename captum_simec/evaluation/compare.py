@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from captum_simec._runtime import show_progress
+from captum_simec._validation import check_labels
 from captum_simec.evaluation._common import InputsType, mean_finite, target_indices
 from captum_simec.evaluation.comparison import Comparison
 from captum_simec.evaluation.invariance import invariance_curve
@@ -132,11 +133,12 @@ def _named_baselines(baselines: BaselinesType, inputs: Tensor) -> dict[str, str 
 
 
 def compare_attributions(
-    model: nn.Module,
+    model: Callable[..., Tensor],
     inputs: Tensor,
     target: Any = None,
     methods: Mapping[str, Any] | None = None,
     *,
+    labels: Tensor | Sequence[int] | None = None,
     baselines: BaselinesType = None,
     n_steps_ig: int = 50,
     seed: int = 0,
@@ -150,19 +152,22 @@ def compare_attributions(
     """Runs SiMEC and Captum attribution methods on a batch and scores them side by side.
 
     Default methods (`captum_simec.evaluation.methods.default_methods`): "SiMEC relevance"
-    (target metric: `Saliency(abs=True)`), "SiMEC leverage (1-robustness, G=I)"
-    (class-agnostic), "SiMEC flip", "SiMEC boundary" (the target's gradient integrated along
-    the SiMExp path out of the class), "IntegratedGradients" (black baseline) and
+    (target metric: `Saliency(abs=True)`), "SiMEC leverage (1-robustness)" (class-agnostic;
+    box-aware with `domain`), "SiMEC flip", "SiMEC boundary" (the target's gradient
+    integrated along the SiMExp path out of the class), "IntegratedGradients" (black baseline) and
     "IntegratedGradients (uniform)" (a uniform-noise baseline), "Boundary IG (PGD)" (IG from
     PGD's minimal L2 adversarial point), "Saliency", "InputXGradient", "GradientShap".
 
     Args:
         model: a classifier in eval mode returning (batch, classes) logits or
-            log-probabilities.
+            log-probabilities: an `nn.Module` or a plain function (the randomisation check,
+            which re-draws a module's layers, is then skipped with a note).
         inputs: a batch of inputs (one tensor).
         target: Captum target (int, tensor or list); None uses the predicted classes.
         methods: name -> Captum attribution instance, callable `fn(model, inputs, target)`,
             or None to drop a default method; added to (or replacing) the defaults.
+        labels: the true class per example, shown next to the predicted and target classes
+            in the figures (not used by any metric).
         baselines: removal baselines of the deletion/insertion curves: a sequence of kinds
             ("black": the domain's lower bound, else 0; "uniform"; "mean": each example's
             mean; "blur": a 3x3 box blur; numbers), or a mapping name -> kind or tensor
@@ -183,9 +188,12 @@ def compare_attributions(
         A `Comparison`.
     """
     metrics = _check_metrics(metrics)
+    if not callable(model):
+        raise TypeError(f"`model` must be a callable (an nn.Module or a function), got {model!r}.")
     if not isinstance(inputs, Tensor):
         raise TypeError("compare_attributions takes one input tensor (batch first).")
     inputs = inputs.detach()
+    labels = check_labels(labels, inputs.shape[0])
     with torch.no_grad():
         outputs = model(inputs)
     if outputs.dim() != 2:
@@ -203,7 +211,14 @@ def compare_attributions(
         invariance_draws=invariance_draws,
     )
     resolved = resolve_methods(model, inputs, methods, n_steps_ig, domain, seed)
-    result = Comparison(inputs=inputs, target=target_indices(target, outputs), maps={}, seconds={})
+    result = Comparison(
+        inputs=inputs,
+        target=target_indices(target, outputs),
+        maps={},
+        seconds={},
+        predicted=outputs.argmax(dim=1),
+        labels=labels,
+    )
     _run(result, resolved, model, metrics, settings, show_progress(progress))
     if "correlation" in metrics:
         result.correlation = _method_correlation(result.maps)
@@ -214,7 +229,7 @@ def compare_attributions(
 def _run(
     result: Comparison,
     resolved: dict[str, Method],
-    model: nn.Module,
+    model: Callable[..., Tensor],
     metrics: tuple[str, ...],
     settings: _Settings,
     show: bool,
@@ -243,8 +258,9 @@ def _add_notes(result: Comparison, metrics: tuple[str, ...], settings: _Settings
     agnostic = [name for name, flag in result.class_agnostic.items() if flag]
     if agnostic and "sanity" in metrics:
         result.notes.append(
-            f"{', '.join(agnostic)}: class-agnostic (metric on all outputs), so the map does "
-            "not depend on the target and cannot pass the random-logit check by construction."
+            f"{', '.join(agnostic)}: class-agnostic (its output metric does not single out the "
+            "target), so the map does not depend on the target and cannot pass the random-logit "
+            "check by construction."
         )
     if "road" in metrics and _road_imputer(result.inputs, settings) is None:
         result.notes.append(
@@ -265,7 +281,7 @@ def _score(
     name: str,
     method: Method,
     metric: str,
-    model: nn.Module,
+    model: Callable[..., Tensor],
     settings: _Settings,
 ) -> None:
     """Adds one metric of one method to `result` (scores, curves or randomisation)."""
@@ -306,7 +322,7 @@ def _score(
 
 
 def _curves(
-    result: Comparison, name: str, mode: str, model: nn.Module, settings: _Settings
+    result: Comparison, name: str, mode: str, model: Callable[..., Tensor], settings: _Settings
 ) -> None:
     for label, baseline in settings.baselines.items():
         curve = perturbation_curve(
@@ -324,7 +340,7 @@ def _curves(
         result.scores[name][f"{mode}_auc/{label}"] = curve.auc
 
 
-def _road(result: Comparison, name: str, model: nn.Module, settings: _Settings) -> None:
+def _road(result: Comparison, name: str, model: Callable[..., Tensor], settings: _Settings) -> None:
     imputer = _road_imputer(result.inputs, settings)
     if imputer is None:
         return
@@ -346,7 +362,7 @@ def _road(result: Comparison, name: str, model: nn.Module, settings: _Settings) 
 
 
 def _infidelity(
-    model: nn.Module,
+    model: Callable[..., Tensor],
     inputs: Tensor,
     attribution: InputsType,
     target: Tensor,
@@ -371,10 +387,18 @@ def _infidelity(
     ).detach()
 
 
-def _sanity(result: Comparison, name: str, method: Method, model: nn.Module, seed: int) -> None:
+def _sanity(
+    result: Comparison, name: str, method: Method, model: Callable[..., Tensor], seed: int
+) -> None:
     inputs, target, attribution = result.inputs, result.target, result.maps[name]
     scores = result.scores[name]
-    if method.portable:
+    if not _has_layers(model):
+        _note_once(
+            result,
+            "The randomisation check was skipped: `model` is not an nn.Module with "
+            "parameters, so there are no layers to re-draw (the random-logit check ran).",
+        )
+    elif method.portable:
         cascade = model_randomisation_check(
             model, method.function, inputs, target, original=attribution, seed=seed
         )
@@ -390,6 +414,15 @@ def _sanity(result: Comparison, name: str, method: Method, model: nn.Module, see
     scores["random_logit"] = random_logit_check(
         model, method.function, inputs, target, original=attribution, seed=seed
     )
+
+
+def _has_layers(model: Callable[..., Tensor]) -> bool:
+    return isinstance(model, nn.Module) and next(model.parameters(), None) is not None
+
+
+def _note_once(result: Comparison, note: str) -> None:
+    if note not in result.notes:
+        result.notes.append(note)
 
 
 def _method_correlation(maps: Mapping[str, InputsType]) -> Tensor:

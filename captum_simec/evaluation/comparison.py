@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from captum_simec.evaluation._common import InputsType, mean_finite
@@ -33,6 +34,8 @@ class Comparison:
     Attributes:
         inputs: the inputs (detached).
         target: flat target class per example (batch,).
+        predicted: the model's predicted class per example (batch,), or None.
+        labels: the true class per example (batch,), when given, or None.
         maps: method name -> map (input structure).
         seconds: method name -> wall time of the attribution of the batch.
         scores: method name -> metric name -> per-example values (batch,).
@@ -56,11 +59,48 @@ class Comparison:
     correlation: Tensor | None = None
     class_agnostic: dict[str, bool] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    predicted: Tensor | None = None
+    labels: Tensor | None = None
 
     @property
     def methods(self) -> list[str]:
         """Method names in the order they ran."""
         return list(self.maps)
+
+    def identical_maps(self) -> dict[str, str]:
+        """Method -> the first earlier method whose map is bit for bit the same.
+
+        E.g. ``"Saliency" -> "SiMEC relevance"``: with a target, SiMEC relevance is
+        `Saliency(abs=True)` exactly.
+        """
+        same: dict[str, str] = {}
+        for i, name in enumerate(self.methods):
+            for earlier in self.methods[:i]:
+                if earlier not in same and _equal_maps(self.maps[earlier], self.maps[name]):
+                    same[name] = earlier
+                    break
+        return same
+
+    def winners(self) -> dict[str, list[str]]:
+        """Metric -> the methods with the best mean over examples (ties: all of them).
+
+        Lower is better for the metrics in `LOWER_IS_BETTER`, higher for the others; NaN
+        means are ignored and a metric no method has a finite mean for is left out.
+        """
+        summary = self.summary()
+        metrics = dict.fromkeys(m for row in summary.values() for m in row if m != "seconds")
+        best: dict[str, list[str]] = {}
+        for metric in metrics:
+            sign = -1.0 if metric.startswith(LOWER_IS_BETTER) else 1.0
+            values = {
+                name: sign * row[metric]
+                for name, row in summary.items()
+                if metric in row and math.isfinite(row[metric])
+            }
+            if values:
+                top = max(values.values())
+                best[metric] = [name for name, value in values.items() if value == top]
+        return best
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Method -> metric -> mean over examples (NaN entries ignored), plus `seconds`."""
@@ -121,60 +161,36 @@ class Comparison:
         kind: str = "auto",
         input_index: int = 0,
     ) -> Any:
-        """Methods x examples grid of the maps on a shared colour scale (a Figure).
+        """`captum_simec.viz.plot_comparison(self, ...)`: the maps, methods x examples, with
+        true, predicted and target classes in the titles (a Figure)."""
+        from captum_simec.viz import plot_comparison
 
-        Images, time series (B, T, d) and tabular (B, d) inputs are all handled; see
-        `captum_simec.viz.plot_attributions`.
-        """
-        from captum_simec.viz import plot_attributions, select_examples
-
-        chosen = select_examples(self.target.shape[0], examples)
-        return plot_attributions(
-            self.maps,
-            self.inputs,
-            examples=chosen,
-            kind=kind,
-            input_index=input_index,
-            example_titles=[f"#{i} target {int(self.target[i])}" for i in chosen],
-        )
+        return plot_comparison(self, examples=examples, kind=kind, input_index=input_index)
 
     def plot_curves(self, mode: str = "deletion", baseline: str = "black") -> Any:
-        """Mean `mode` curves of every method for one removal baseline (a Figure).
+        """`captum_simec.viz.plot_comparison_curves(self, mode, baseline)`: the mean curves
+        of every method for one removal baseline (a Figure)."""
+        from captum_simec.viz import plot_comparison_curves
 
-        Args:
-            mode: ``"deletion"``, ``"insertion"``, ``"road_morf"`` or ``"road_lerf"``.
-            baseline: the removal baseline; ``"road"`` for the ROAD modes.
-        """
-        from captum_simec.viz import plot_curves
-
-        key = f"{mode}/{baseline}"
-        curves = {name: c[key] for name, c in self.curves.items() if key in c}
-        if not curves:
-            raise ValueError(f"No {key!r} curves were computed; check `metrics` and `baselines`.")
-        title = None
-        if mode.startswith("road_"):
-            order = "most" if mode == "road_morf" else "least"
-            title = f"ROAD, {order} relevant removed first (noisy linear imputation)"
-        return plot_curves(curves, title=title)
+        return plot_comparison_curves(self, mode, baseline)
 
     def plot_invariance(self) -> Any:
-        """Mean invariance curve of every method, AUC in the legend (a Figure)."""
-        from matplotlib.figure import Figure
+        """`captum_simec.viz.plot_invariance(self)`: the mean invariance curve of every
+        method, AUC in the legend (a Figure)."""
+        from captum_simec.viz import plot_invariance
 
-        if not self.invariance:
-            raise ValueError("No invariance curves were computed; add 'invariance' to `metrics`.")
-        figure = Figure(figsize=(5.0, 3.5), layout="constrained")
-        ax = figure.subplots()
-        for name, curve in self.invariance.items():
-            label = f"{name} (AUC {float(curve.auc.mean()):.3f})"
-            ax.plot(
-                curve.fractions.cpu().numpy(), curve.shares.mean(dim=0).cpu().numpy(), label=label
-            )
-        ax.set_xlabel("fraction of features replaced by noise (least relevant first)")
-        ax.set_ylabel("share of unchanged predictions")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7)
-        return figure
+        return plot_invariance(self)
+
+
+def _equal_maps(first: InputsType, second: InputsType) -> bool:
+    pairs = zip(_as_tuple(first), _as_tuple(second), strict=False)
+    return len(_as_tuple(first)) == len(_as_tuple(second)) and all(
+        a.shape == b.shape and torch.equal(a, b) for a, b in pairs
+    )
+
+
+def _as_tuple(value: InputsType) -> tuple[Tensor, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def _cell(value: Any, digits: int) -> str:

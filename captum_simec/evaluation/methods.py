@@ -101,9 +101,10 @@ def default_methods(
     """SiMEC relevance, leverage, flip and boundary; Captum's IG (black and uniform-noise
     baselines), Saliency, InputXGradient and GradientShap; boundary-based IG.
 
-    The SiMEC robustness `kappa` is an invariance map (high = the class absorbs the move), so
-    it enters the comparison as the leverage `1 - kappa` (high = important), with the papers'
-    metric `G = I` (class-agnostic); relevance uses the default metric, `"target"` here.
+    The SiMEC robustness is an invariance map (high = the prediction ignores the feature), so
+    it enters the comparison as the leverage `1 - robustness` (high = important), with the
+    robustness default (`G = I` on the top three outputs: class-agnostic), box-aware when a
+    `domain` is given; relevance uses the default metric, `"target"` here (Saliency).
     """
     box = _box(inputs, domain)
     black = removal_baseline(inputs, "black", domain=domain)
@@ -115,10 +116,8 @@ def default_methods(
         return SiMECAttribution(model).attribute(x, target=target)
 
     def leverage(model: nn.Module, x: InputsType, target: Any) -> InputsType:
-        kappa = SiMECAttribution(model).attribute(
-            x, target=target, score="robustness", output_metric="euclidean"
-        )
-        return 1 - kappa
+        box = {} if domain is None else {"domain": domain}
+        return 1 - SiMECAttribution(model).attribute(x, target=target, score="robustness", **box)
 
     def flip(model: nn.Module, x: InputsType, target: Any) -> InputsType:
         return SiMECAttribution(model).attribute(
@@ -154,7 +153,7 @@ def default_methods(
 
     return {
         "SiMEC relevance": Method(relevance),
-        "SiMEC leverage (1-robustness, G=I)": Method(leverage, class_agnostic=True),
+        "SiMEC leverage (1-robustness)": Method(leverage, class_agnostic=True),
         "SiMEC flip": Method(flip),
         "SiMEC boundary": Method(boundary, multiplies_by_inputs=True),
         "IntegratedGradients": Method(integrated_gradients, multiplies_by_inputs=True),

@@ -15,7 +15,7 @@ from tests.attr.helpers import mlp, small_cnn
 
 DEFAULT_METHODS = {
     "SiMEC relevance",
-    "SiMEC leverage (1-robustness, G=I)",
+    "SiMEC leverage (1-robustness)",
     "SiMEC flip",
     "SiMEC boundary",
     "IntegratedGradients",
@@ -78,7 +78,7 @@ def test_saliency_and_simec_target_relevance_agree_in_every_metric(image_compari
 
 def test_class_agnostic_leverage_is_flagged_and_fails_random_logit(image_comparison):
     _, _, result = image_comparison
-    name = "SiMEC leverage (1-robustness, G=I)"
+    name = "SiMEC leverage (1-robustness)"
     assert result.class_agnostic[name] and not result.class_agnostic["Saliency"]
     torch.testing.assert_close(
         result.scores[name]["random_logit"], torch.ones(3, dtype=torch.float64)
@@ -103,7 +103,11 @@ def test_plots_of_the_comparison(image_comparison):
     grid = result.plot(examples=2)
     assert isinstance(grid, Figure)
     count = len(DEFAULT_METHODS)
-    assert len(grid.axes) == (1 + count) * 2 + 1  # input row, one row per method, colour bar
+    # with a target, SiMEC relevance is Saliency bit for bit: one row for both
+    assert result.identical_maps() == {"Saliency": "SiMEC relevance"}
+    labels = [ax.get_ylabel() for ax in grid.axes]
+    assert "SiMEC relevance\n= Saliency" in labels and "Saliency" not in labels
+    assert len(grid.axes) == count * 2 + 1  # input row, one row per distinct map, colour bar
     curves = result.plot_curves("insertion", "mean")
     assert len(curves.axes[0].lines) == count
     road = result.plot_curves("road_morf", "road")
@@ -204,6 +208,36 @@ def test_compare_errors():
         compare_attributions(lambda t: t.sum(1), x, progress=False)
     with pytest.raises(TypeError, match="one input tensor"):
         compare_attributions(model, (x,), progress=False)
+    with pytest.raises(TypeError, match="`model` must be a callable"):
+        compare_attributions("model", x, progress=False)
+    with pytest.raises(ValueError, match="`labels` has shape \\(3,\\)"):
+        compare_attributions(model, x, labels=[0, 1, 2], metrics=(), progress=False)
+
+
+def test_a_plain_function_is_compared_without_the_randomisation_check():
+    torch.manual_seed(0)
+    weight = torch.randn(3, 6)
+
+    def model(x):  # not an nn.Module: no layers to re-draw
+        return torch.tanh(x @ weight.T)
+
+    x = torch.rand(2, 6)
+    methods = {name: None for name in DEFAULT_METHODS - {"SiMEC relevance", "Saliency"}}
+    result = compare_attributions(
+        model, x, methods=methods, labels=[1, 2], metrics=("sanity",), progress=False
+    )
+    assert torch.equal(result.labels, torch.tensor([1, 2]))
+    assert torch.equal(result.predicted, model(x).argmax(dim=1))
+    for scores in result.scores.values():
+        assert set(scores) == {"random_logit"}  # the random-logit check still runs
+    assert any("randomisation check was skipped" in note for note in result.notes)
+    # the maps are those of the same function as an nn.Module
+    module = nn.Sequential(nn.Linear(6, 3, bias=False), nn.Tanh()).eval()
+    with torch.no_grad():
+        module[0].weight.copy_(weight)
+    same = compare_attributions(module, x, methods=methods, metrics=(), progress=False)
+    for name in result.methods:
+        torch.testing.assert_close(result.maps[name], same.maps[name])
 
 
 def test_metric_names_are_documented():
