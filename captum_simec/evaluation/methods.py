@@ -26,6 +26,10 @@ from captum_simec.evaluation.perturbation import removal_baseline
 __all__ = ["Method", "as_method", "boundary_integrated_gradients", "default_methods"]
 
 GRADIENT_SHAP_BASELINES = 5
+#: the methods draw their noise baselines from `seed + NOISE_SEED_OFFSET`, apart from the
+#: metrics' uniform removal baseline (drawn from `seed`): a method integrating from the very
+#: baseline it is scored against would win that score by construction.
+NOISE_SEED_OFFSET = 1
 #: PGD settings of boundary-based IG (the minimal adversarial point is IG's baseline).
 PGD_STEPS = 10
 PGD_TOLERANCE = 1e-2
@@ -108,9 +112,9 @@ def default_methods(
     """
     box = _box(inputs, domain)
     black = removal_baseline(inputs, "black", domain=domain)
-    shap_baselines = torch.cat(
-        [black[:1], _uniform((GRADIENT_SHAP_BASELINES - 1, *inputs.shape[1:]), box, seed, inputs)]
-    )
+    noise_seed = seed + NOISE_SEED_OFFSET
+    shap_noise = _uniform((GRADIENT_SHAP_BASELINES - 1, *inputs.shape[1:]), box, noise_seed, inputs)
+    shap_baselines = torch.cat([black[:1], shap_noise])
 
     def relevance(model: nn.Module, x: InputsType, target: Any) -> InputsType:
         return SiMECAttribution(model).attribute(x, target=target)
@@ -134,7 +138,7 @@ def default_methods(
         )
 
     def integrated_gradients_uniform(model: nn.Module, x: Tensor, target: Any) -> Tensor:
-        reference = _uniform(x.shape, box, seed, x)
+        reference = _uniform(x.shape, box, noise_seed, x)
         return IntegratedGradients(model).attribute(
             x, baselines=reference, target=target, n_steps=n_steps_ig
         )
