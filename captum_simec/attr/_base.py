@@ -25,6 +25,7 @@ from captum_simec.attr._robustness import TopOutputsMetric
 from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = [
+    "ESTIMATOR_OPTIONS",
     "GEOMETRIC_SCORES",
     "GEOMETRY_OPTIONS",
     "PATH_SCORES",
@@ -52,9 +53,12 @@ SCORES = GEOMETRIC_SCORES + WALK_SCORES + PATH_SCORES
 GEOMETRY_OPTIONS = ("rtol", "atol", "solver", "jacobian_method")
 #: the keyword options each score takes (the walk scores pass theirs to `simexp` / `simec`,
 #: which check them).
+#: options of the relevance's Hutchinson estimator (`captum_simec.geometry.hutchinson_relevance`).
+ESTIMATOR_OPTIONS = ("estimator", "probes", "deflation_rank", "power_iterations", "seed")
 SCORE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "relevance": GEOMETRY_OPTIONS,
-    "robustness": (*GEOMETRY_OPTIONS, "domain"),
+    "relevance": GEOMETRY_OPTIONS + ESTIMATOR_OPTIONS,
+    # "estimator" only to refuse it with a pointer to what works instead
+    "robustness": (*GEOMETRY_OPTIONS, "domain", "estimator"),
     "boundary": (
         "n_steps",
         "max_steps",
@@ -180,9 +184,12 @@ def check_signed(score: str, signed: bool) -> None:
         )
 
 
-def check_options(score: str, options: dict[str, Any]) -> None:
-    """Refuses extra keyword options that `score` does not take (`SCORE_OPTIONS`)."""
-    allowed = SCORE_OPTIONS.get(score)
+def check_options(
+    score: str, options: dict[str, Any], allowed: tuple[str, ...] | None = None
+) -> None:
+    """Refuses extra keyword options that `score` does not take (`allowed`, by default
+    `SCORE_OPTIONS`)."""
+    allowed = SCORE_OPTIONS.get(score) if allowed is None else allowed
     unknown = [] if allowed is None else sorted(set(options) - set(allowed))
     if unknown:
         raise TypeError(

@@ -10,7 +10,13 @@ from typing import Any
 from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec.attr._base import InputsType, ScoreRequest, check_options, default_output_metric
+from captum_simec.attr._base import (
+    GEOMETRY_OPTIONS,
+    InputsType,
+    ScoreRequest,
+    check_options,
+    default_output_metric,
+)
 from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import resolve_output_metric
 from captum_simec.geometry.metrics import MetricSpec
@@ -86,7 +92,7 @@ def explain(
     Returns:
         An `Explanation`.
     """
-    check_options("relevance", geometry_options)
+    check_options("relevance", geometry_options, GEOMETRY_OPTIONS)
     is_tuple = _compat.is_tuple(inputs)
     formatted = _compat.format_inputs(inputs)
     metric = resolve_output_metric(default_output_metric(output_metric, target))

@@ -54,7 +54,9 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
     - ``"relevance"`` `rho_i = sqrt(g_ii) = ||A e_i||`: output motion (in `G`) per unit move
       of feature `i`. ``signed=True`` multiplies by `sign(df_t/dx_i)`. **With a target and
       the default metric this is Saliency**: `|df_t/dx_i|`, bit for bit
-      `Saliency(abs=True)`; the geometry adds nothing to it.
+      `Saliency(abs=True)`; the geometry adds nothing to it. For models with many outputs
+      and a metric on all of them, ``estimator="hutchinson"`` estimates it from a few
+      dozen random probes (relative standard error about `1 / sqrt(2 probes)`).
     - ``"robustness"`` `kappa_i = ||P_N e_i||^2 = 1 - sum_{k<=r} v_ki^2` in [0, 1], with
       `v_k` the right singular vectors of `A` above the rank tolerance: the share of a move of
       feature `i` absorbed by the equivalence class (1 = locally invariant, 0 = every move
@@ -179,6 +181,11 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
                 `sum_i a_i - (f_t(x) - f_t(x_end))` per example; other scores raise.
             **options: for relevance/robustness `rtol`, `atol`, `solver`, `jacobian_method`
                 (see `pullback_spectrum`), and `domain` for box-aware robustness; for
+                relevance `estimator` (``"exact"``, or ``"hutchinson"`` for many outputs:
+                `probes` (100) vector-Jacobian products instead of one per metric row,
+                `deflation_rank` (0), `power_iterations` (0), `seed` (0); each example is
+                estimated alone, and `captum_simec.geometry.hutchinson_relevance` on it
+                returns the same estimate with its standard error); for
                 flip/class_extent the options of `captum_simec.explore.simexp` / `simec`
                 (`steps`, `step_size` in input units, `domain`, `seed`, ...), defaults in
                 `WALK_DEFAULTS`; for boundary those of `captum_simec.explore.boundary_path`.
