@@ -155,6 +155,27 @@ class Comparison:
             lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines)
 
+    def mean_ranks(self, metrics: Sequence[str]) -> dict[str, float]:
+        """Method -> its mean rank over `metrics` (1 = best on every one; ties share the
+        average rank); methods without a finite mean for a metric rank last on it.
+
+        Raises:
+            ValueError: a metric no method has.
+        """
+        summary = self.summary()
+        ranks = dict.fromkeys(self.methods, 0.0)
+        for metric in metrics:
+            if not any(metric in row for row in summary.values()):
+                raise ValueError(f"No method has the metric {metric!r}; see `summary()`.")
+            sign = 1.0 if metric.startswith(LOWER_IS_BETTER) else -1.0
+            keys = {name: sign * row.get(metric, math.nan) for name, row in summary.items()}
+            values = torch.tensor([math.inf if math.isnan(v) else v for v in keys.values()])
+            below = (values.unsqueeze(1) > values.unsqueeze(0)).sum(dim=1)
+            ties = (values.unsqueeze(1) == values.unsqueeze(0)).sum(dim=1)
+            for name, rank in zip(keys, (below + (ties + 1) / 2).tolist(), strict=True):
+                ranks[name] += rank / len(metrics)
+        return ranks
+
     def plot(
         self,
         examples: int | Sequence[int] | None = None,
