@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from captum_simec.audit import RobustnessAudit
 from captum_simec.evaluation import Comparison
 from captum_simec.report import Report, add_comparison_sections, write_audit_report
-from captum_simec.report.comparison import MAX_COLUMNS, metric_families
+from captum_simec.report.comparison import MAX_COLUMNS, figure_examples, metric_families
 from captum_simec.viz import audit_figures
 from tests.audit.helpers import tiny_data, tiny_mlp
 
@@ -130,3 +130,10 @@ def test_comparison_sections_are_narrow_tables_with_the_best_in_bold(tmp_path):
     assert f"| {best} | **{summary[best]['deletion_auc/u']:.3g}** |" in markdown
     assert "C and A give bit-for-bit identical maps" in markdown
     assert "true class" in markdown  # the figure's caption says what the titles carry
+
+
+def test_the_figure_shows_misclassified_examples_first():
+    comparison = _comparison()
+    comparison.labels = torch.tensor([1, 3])  # example 1 is predicted 0: wrong
+    assert figure_examples(comparison, 1) == [1]
+    assert figure_examples(comparison, 4) == [0, 1]

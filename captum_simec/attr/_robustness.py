@@ -21,7 +21,8 @@ robust with uniform noise in the domain box and count the predictions that stay 
   The score is `1 - r_i / max_j r_j` in [0, 1]: 1 where noise in the feature moves nothing,
   0 for the feature whose noise moves the output most. It accounts for where each feature
   sits in the box (a pixel at a bound moves twice as far under noise as one in the middle),
-  and it measured best on all three models: 0.770 / 0.891 / 0.844.
+  and it measured best of the robustness maps on all three models: 0.770 / 0.891 / 0.844
+  (the least relevant features of GradientShap's map: 0.799 / 0.921 / 0.773).
 """
 
 from __future__ import annotations

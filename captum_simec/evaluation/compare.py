@@ -31,6 +31,7 @@ seeded by `seed`.
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -75,6 +76,8 @@ SENSITIVITY_SAMPLES = 5
 #: ROAD's imputation noise, relative to the domain's width.
 ROAD_NOISE = 0.01
 INVARIANCE_DRAWS = 20
+#: the warning of a flip or boundary walk that stopped before the decision changed.
+_SHORT_WALK = r"score='(flip|boundary)': .*stopped before"
 
 BaselinesType = Sequence[str | float] | Mapping[str, str | float | Tensor] | None
 
@@ -388,6 +391,28 @@ def _infidelity(
 
 
 def _sanity(
+    result: Comparison, name: str, method: Method, model: Callable[..., Tensor], seed: int
+) -> None:
+    """The sanity checks of one method; a walk that stops short on a randomised model or
+    towards a random class becomes one note instead of a warning per re-run."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=_SHORT_WALK)
+        _sanity_checks(result, name, method, model, seed)
+    for warning in caught:
+        if re.match(_SHORT_WALK, str(warning.message)):
+            _note_once(
+                result,
+                f"{name}: in the sanity checks, some walks (towards a random class, or on "
+                "randomised models) stopped before the decision changed; their maps so far "
+                "were used.",
+            )
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
+def _sanity_checks(
     result: Comparison, name: str, method: Method, model: Callable[..., Tensor], seed: int
 ) -> None:
     inputs, target, attribution = result.inputs, result.target, result.maps[name]

@@ -17,7 +17,13 @@ from captum_simec.viz.labels import format_value
 if TYPE_CHECKING:
     from captum_simec.evaluation import Comparison
 
-__all__ = ["COMPARISON_TERMS", "MAX_COLUMNS", "add_comparison_sections", "metric_families"]
+__all__ = [
+    "COMPARISON_TERMS",
+    "MAX_COLUMNS",
+    "add_comparison_sections",
+    "figure_examples",
+    "metric_families",
+]
 
 #: the widest table the comparison sections write (the method column included).
 MAX_COLUMNS = 6
@@ -55,9 +61,9 @@ _FAMILIES = (
     ("ROAD (lower MoRF, higher LeRF is better)", "road_"),
     ("Sanity checks (lower passes)", "randomisation_"),
     ("Sanity checks (lower passes)", "random_logit"),
-    ("Invariance, infidelity, max-sensitivity", "invariance_auc"),
-    ("Invariance, infidelity, max-sensitivity", "infidelity"),
-    ("Invariance, infidelity, max-sensitivity", "sensitivity"),
+    ("Invariance AUC (higher is better)", "invariance_auc"),
+    ("Infidelity and max-sensitivity (lower is better)", "infidelity"),
+    ("Infidelity and max-sensitivity (lower is better)", "sensitivity"),
 )
 
 
@@ -97,6 +103,17 @@ def _table_rows(
     return rows, columns
 
 
+def figure_examples(comparison: Comparison, count: int) -> list[int]:
+    """Up to `count` examples to draw: the misclassified ones first (the ones to look at),
+    then the others, each group in batch order."""
+    batch = comparison.target.shape[0]
+    wrong = []
+    if comparison.labels is not None and comparison.predicted is not None:
+        wrong = (comparison.labels != comparison.predicted).nonzero().flatten().tolist()
+    rest = [i for i in range(batch) if i not in wrong]
+    return sorted((wrong + rest)[:count])
+
+
 def add_comparison_sections(
     report: Report, comparison: Comparison, examples: int = 4, digits: int = 3
 ) -> Report:
@@ -105,7 +122,7 @@ def add_comparison_sections(
     Args:
         report: the report.
         comparison: a `Comparison`.
-        examples: how many examples the figure shows.
+        examples: how many examples the figure shows (misclassified ones first).
         digits: significant digits in the tables.
     """
     report.heading("SiMEC attributions next to Captum's")
@@ -138,7 +155,7 @@ def add_comparison_sections(
         for name, earlier in same.items()
     ]
     report.figure(
-        plot_comparison(comparison, examples=examples),
+        plot_comparison(comparison, examples=figure_examples(comparison, examples)),
         "comparison",
         "Maps per method (each panel scaled by its largest |value|); titles: example, true "
         "class, predicted class (and the target where it differs).",

@@ -1,6 +1,7 @@
 """compare_attributions and its Comparison on images, time series and tabular data."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -273,3 +274,31 @@ def test_named_baselines_road_on_tabular_data_and_invariance():
     assert not any("ROAD was skipped" in note for note in result.notes)
     with pytest.raises(TypeError, match="baselines"):
         compare_attributions(model, x, baselines="black", progress=False)
+
+
+def test_walks_that_stop_short_in_the_sanity_checks_become_one_note():
+    torch.manual_seed(0)
+    model, x = mlp(), torch.rand(2, 6)
+
+    def short_on_copies(run_model, inputs, target):
+        if run_model is not model:  # a randomised copy: the walk would stop short
+            message = "score='boundary': 1 example(s) stopped before their decision changed"
+            warnings.warn(message, stacklevel=2)
+        return inputs.abs()
+
+    methods = {name: None for name in DEFAULT_METHODS} | {"custom": short_on_copies}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing escapes
+        result = compare_attributions(
+            model, x, methods=methods, metrics=("sanity",), progress=False
+        )
+    notes = [note for note in result.notes if "stopped before the decision changed" in note]
+    assert len(notes) == 1 and notes[0].startswith("custom:")
+
+    def other_warning(run_model, inputs, target):
+        warnings.warn("something else", stacklevel=2)
+        return inputs.abs()
+
+    methods["custom"] = other_warning
+    with pytest.warns(UserWarning, match="something else"):  # other warnings pass
+        compare_attributions(model, x, methods=methods, metrics=("sanity",), progress=False)
