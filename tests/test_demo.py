@@ -7,6 +7,8 @@ import math
 
 from captum_simec.cli import main
 from captum_simec.demo import run_demo
+from captum_simec.report.comparison import MAX_COLUMNS
+from tests.test_report import table_widths
 
 
 def test_quick_demo_writes_everything(tmp_path, capsys):
@@ -24,6 +26,20 @@ def test_quick_demo_writes_everything(tmp_path, capsys):
     assert math.isfinite(result.numbers["median_ratio_l2"])
     page = (tmp_path / "report.html").read_text()
     assert "IntegratedGradients" in page and "Robustness audit" in page
+    markdown = (tmp_path / "report.md").read_text()
+    sections = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Takeaway" and sections[-1] == "## Definitions"
+    takeaway = markdown.split("## Takeaway")[1].split("## ")[0]
+    assert "**Measured winner:" in takeaway and "SiMEC boundary" in takeaway
+    assert "spectral gap" in takeaway
+    definitions = markdown.split("## Definitions")[1]
+    for term in ("removal baselines", "randomisation_top", "random_logit", "kappa", "drift"):
+        assert f"- **{term}" in definitions, term
+    assert "null dimension" in definitions
+    comparison = markdown.split("## SiMEC attributions")[1].split("## Walks")[0]
+    assert max(table_widths(comparison)) <= MAX_COLUMNS
+    assert max(table_widths(markdown)) <= 8  # no table overflows the page
+    assert "Saliency and SiMEC relevance give bit-for-bit identical maps" in comparison
 
 
 def test_demo_command_rejects_a_bad_seed(tmp_path, capsys):

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from captum_simec import _compat
 from captum_simec.attr._base import ScoreRequest, check_signed
+from captum_simec.attr._binary import BinaryLogit
 from captum_simec.explore import simec, simexp
 
 __all__ = ["WALK_DEFAULTS", "class_extent", "flip_displacement", "walk_score"]
@@ -25,17 +26,6 @@ WALK_DEFAULTS: dict[str, dict[str, Any]] = {
     "flip": {"steps": 500, "step_size": 0.05, "progress": False},
     "class_extent": {"steps": 100, "step_size": 0.01, "seed": 0, "progress": False},
 }
-
-
-class _BinaryLogit:
-    """A one-output model read as a binary classifier: outputs `[0, f]`, decision `f > 0`."""
-
-    def __init__(self, forward_func: Callable[..., Any]) -> None:
-        self.forward_func = forward_func
-
-    def __call__(self, *args: Any) -> Tensor:
-        logit = self.forward_func(*args).reshape(-1, 1)
-        return torch.cat([torch.zeros_like(logit), logit], dim=1)
 
 
 def _subset(
@@ -63,7 +53,7 @@ def flip_displacement(
     """
     batch = outputs.shape[0]
     if outputs[0].numel() == 1:
-        forward_func, target = _BinaryLogit(forward_func), None
+        forward_func, target = BinaryLogit(forward_func), None
     predicted = outputs.reshape(batch, -1).argmax(dim=1)
     leave = torch.ones_like(predicted, dtype=torch.bool) if target is None else target == predicted
     displacement = torch.zeros(

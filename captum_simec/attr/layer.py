@@ -17,6 +17,7 @@ from captum_simec.attr._base import (
     ScoreRequest,
     SiMECMethod,
     check_request,
+    times_distance,
 )
 from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import layer_representation
@@ -33,12 +34,14 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
     Per neuron `j`: relevance `rho_j = ||A e_j||` and robustness
     `kappa_j = 1 - sum_{k<=r} v_kj^2` (see `SiMECAttribution` for the meaning and for which
     metrics are target-specific; the default metric is ``"target"`` with a `target`, else
-    ``"euclidean"``). The result has the layer's shape, so `LayerAttribution.interpolate`
-    upsamples a convolutional map to the input's size.
+    ``"euclidean"``, and for robustness `G = I` on the top three outputs). The result has the
+    layer's shape, so `LayerAttribution.interpolate` upsamples a convolutional map to the
+    input's size.
 
     With ``multiply_by_inputs=True`` the scores are multiplied by `|h(x) - h(baseline)|`, the
-    layer's activation difference, as LayerIntegratedGradients' global attribution. The walk
-    scores (flip, class_extent) move inputs, not activations, and are not offered here.
+    layer's activation difference, as LayerIntegratedGradients' global attribution (by
+    `h(x) - h(baseline)` with ``signed=True``). The walk and path scores (flip,
+    class_extent, boundary) move inputs, not activations, and are not offered here.
     """
 
     _DISTANCE = "|h(x) - h(baseline)|"
@@ -58,7 +61,8 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                 (or input, with ``attribute_to_layer_input=True``).
             device_ids: Captum's DataParallel device list; must be None (the layer's
                 representation is substituted through hooks on one device).
-            multiply_by_inputs: multiply by `|h(x) - h(baseline)|`.
+            multiply_by_inputs: multiply by `|h(x) - h(baseline)|` (by `h(x) - h(baseline)`
+                with ``signed=True``).
 
         Raises:
             ValueError: `layer` is not an nn.Module, or a DataParallel setup is requested.
@@ -111,7 +115,7 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
         """
         check_request(score, GEOMETRIC_SCORES, return_convergence_delta, options)
         formatted = _compat.format_inputs(inputs)
-        references = self._baselines(baselines, formatted)
+        references = self._baselines(baselines, formatted, score)
         request = ScoreRequest.collect(
             locals(), forward_func=self.forward_func, inputs=formatted, options=options
         )
@@ -124,6 +128,6 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                     self.forward_func, self.layer, points, args, attribute_to_layer_input
                 )
 
-            distances = (represent(formatted) - represent(references)).abs()
-            flat = flat * distances.reshape(flat.shape).to(flat.dtype)
+            distances = represent(formatted) - represent(references)
+            flat = times_distance(flat, distances.reshape(flat.shape), signed)
         return spectrum.unflatten(flat)

@@ -6,6 +6,8 @@ save it with `fig.savefig(path)`. The result classes import nothing from here: t
 
 - `attributions`: maps of several methods over examples (`plot_attributions`), perturbation
   curves (`plot_curves`), an `Explanation` (`plot_explanation`);
+- `comparison`: a `Comparison`'s maps with true / predicted / target classes, its curves and
+  invariance curves;
 - `walks`: a `Walk`'s image strip, class scatter, drift and rank traces;
 - `audit`: an `AuditResult`'s histograms, flip distance against PGD, example strips;
 - `labels`: numbers as titles and tables show them.
@@ -20,19 +22,29 @@ from captum_simec.viz.attributions import (
     select_examples,
 )
 from captum_simec.viz.audit import audit_figures
+from captum_simec.viz.comparison import (
+    example_title,
+    plot_comparison,
+    plot_comparison_curves,
+    plot_invariance,
+)
 from captum_simec.viz.labels import format_value
 from captum_simec.viz.walks import plot_class_scatter, plot_image_strip, plot_traces
 
 __all__ = [
     "KINDS",
     "audit_figures",
+    "example_title",
     "format_value",
     "infer_kind",
     "plot_attributions",
     "plot_class_scatter",
+    "plot_comparison",
+    "plot_comparison_curves",
     "plot_curves",
     "plot_explanation",
     "plot_image_strip",
+    "plot_invariance",
     "plot_traces",
     "select_examples",
 ]

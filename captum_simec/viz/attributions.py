@@ -234,7 +234,7 @@ def plot_curves(
         auc = float(curve.auc.mean())
         ax.plot(curve.fractions.cpu().numpy(), mean, label=f"{name} (AUC {auc:.3f})")
     some = next(iter(curves.values()))
-    ax.set_xlabel(f"fraction of features {'removed' if some.mode == 'deletion' else 'restored'}")
+    ax.set_xlabel(f"fraction of features {'restored' if some.mode == 'insertion' else 'removed'}")
     ax.set_ylabel("target score")
     ax.set_title(title or f"{some.mode} to a {some.baseline} baseline", fontsize=10)
     ax.legend(fontsize=7)
