@@ -7,6 +7,7 @@ records; `add_audit_sections` appends the same sections to another report (the d
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,14 @@ __all__ = ["add_audit_sections", "write_audit_report"]
 _SUMMARY_COLUMNS = ("flip_l2", "flip_linf", "pgd_l2_eps", "pgd_linf_eps", "ratio_l2", "ratio_linf")
 
 
+NOT_COMPUTED = "not computed"
+
+
+def _computed(value: float) -> float | str:
+    """A rate, or "not computed" for the NaN of a stage that did not run."""
+    return NOT_COMPUTED if math.isnan(value) else value
+
+
 def _summary_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     groups = [("all", summary["overall"])]
     groups += [(f"{summary['by']} {c}", s) for c, s in summary["per_class"].items()]
@@ -32,10 +41,16 @@ def _summary_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             "group": name,
             "examples": group["examples"],
             "accuracy": group["accuracy"],
-            "flip rate": group["flip_rate"],
+            "flip rate": _computed(group["flip_rate"]),
         }
+        skipped = {
+            "flip": math.isnan(group["flip_rate"]),
+            "pgd": math.isnan(group["pgd_l2_flip_rate"]),
+        }
+        skipped["ratio"] = skipped["flip"] or skipped["pgd"]
         for column in _SUMMARY_COLUMNS:
-            row[f"median {column}"] = group[column]["median"]
+            stage = column.split("_")[0]
+            row[f"median {column}"] = NOT_COMPUTED if skipped[stage] else group[column]["median"]
         row["median null_dim"] = group["null_dim"]["median"]
         rows.append(row)
     return rows
@@ -50,16 +65,23 @@ def add_audit_sections(report: Report, result: AuditResult, strip_size: int = 4)
     summary = result.summary()
     overall = summary["overall"]
     report.heading("Robustness audit")
-    report.paragraph(
-        f"{len(result)} examples. SiMExp flipped the prediction of "
-        f"{format_value(overall['flip_rate'] * 100, 3)} % of them within its budget; median "
-        f"flip distance {format_value(overall['flip_l2']['median'])} (L2), "
-        f"{format_value(overall['flip_linf']['median'])} (L-inf); median smallest PGD radius "
-        f"{format_value(overall['pgd_l2_eps']['median'])} (L2), "
+    flips = (
+        f"SiMExp flipped the prediction of {format_value(overall['flip_rate'] * 100, 3)} % of "
+        f"them within its budget; median flip distance "
+        f"{format_value(overall['flip_l2']['median'])} (L2), "
+        f"{format_value(overall['flip_linf']['median'])} (L-inf)"
+        if not math.isnan(overall["flip_rate"])
+        else f"SiMExp flips: {NOT_COMPUTED} (the walk did not run)"
+    )
+    attacks = (
+        f"median smallest PGD radius {format_value(overall['pgd_l2_eps']['median'])} (L2), "
         f"{format_value(overall['pgd_linf_eps']['median'])} (L-inf); median ratio flip / PGD "
         f"{format_value(overall['ratio_l2']['median'])} (L2), "
-        f"{format_value(overall['ratio_linf']['median'])} (L-inf)."
+        f"{format_value(overall['ratio_linf']['median'])} (L-inf)"
+        if not math.isnan(overall["pgd_l2_flip_rate"])
+        else f"PGD radii: {NOT_COMPUTED} (the attack did not run)"
     )
+    report.paragraph(f"{len(result)} examples. {flips}; {attacks}.")
     report.paragraph(
         "Both the walk's flip distance and the attack radius bound the smallest perturbation "
         "that changes the decision from above; a ratio near 1 means the geometric walk found "
