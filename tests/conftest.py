@@ -54,12 +54,18 @@ def _seed_and_single_thread():
     torch.set_num_threads(1)
 
 
+def data_folder() -> Path | None:
+    """`$CAPTUM_SIMEC_DATA` (this checkout's ../shared/data by default) if it is a folder."""
+    root = os.environ.get(DATA_ENV_VAR)
+    return Path(root) if root and Path(root).is_dir() else None
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real data folder (`$CAPTUM_SIMEC_DATA`, else ../shared/data), or skip."""
-    root = os.environ.get(DATA_ENV_VAR)
-    if not root or not Path(root).is_dir():
+    """The real data folder (`data_folder`), or skip."""
+    root = data_folder()
+    if root is None:
         pytest.skip(
             f"no real data folder: set {DATA_ENV_VAR} (a fresh checkout has no ../shared/data)"
         )
-    return Path(root)
+    return root
