@@ -11,8 +11,9 @@ from torch import Tensor
 from captum_simec import _compat
 from captum_simec.geometry import model_outputs
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric
-from captum_simec.geometry.pullback import _pullback_spectrum
+from captum_simec.geometry.pullback import pullback_spectrum
 from captum_simec.geometry.spectrum import PullbackSpectrum
+from captum_simec.geometry.tolerance import saturation_recorded
 
 __all__ = ["FlatModel", "FlatOutputs"]
 
@@ -100,11 +101,12 @@ class FlatModel:
             self._full += 1
         else:
             self._partial[rows.cpu()] += 1
-        return _pullback_spectrum(
-            self.forward,
-            self.structure(flat),
-            output_metric=metric,
-            target=target,
-            additional_forward_args=self._args(rows),
-            **self.geometry,
-        )
+        with saturation_recorded():  # the walk records the rank at every point
+            return pullback_spectrum(
+                self.forward,
+                self.structure(flat),
+                output_metric=metric,
+                target=target,
+                additional_forward_args=self._args(rows),
+                **self.geometry,
+            )

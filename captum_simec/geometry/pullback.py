@@ -68,42 +68,6 @@ def pullback_spectrum(
     Warns:
         SaturationWarning: the Jacobian is zero (rank 0) at some example.
     """
-    spectrum = _pullback_spectrum(
-        forward_func,
-        inputs,
-        output_metric=output_metric,
-        target=target,
-        additional_forward_args=additional_forward_args,
-        layer=layer,
-        attribute_to_layer_input=attribute_to_layer_input,
-        free=free,
-        rtol=rtol,
-        atol=atol,
-        solver=solver,
-        jacobian_method=jacobian_method,
-        internal_batch_size=internal_batch_size,
-    )
-    warn_if_saturated(spectrum.rank, spectrum.free)
-    return spectrum
-
-
-def _pullback_spectrum(
-    forward_func: Callable[..., Any],
-    inputs: Tensor | tuple[Tensor, ...],
-    *,
-    output_metric: str | OutputMetric | Tensor | Callable[[Tensor], Tensor] = "euclidean",
-    target: _compat.TargetType = None,
-    additional_forward_args: Any = None,
-    layer: nn.Module | None = None,
-    attribute_to_layer_input: bool = False,
-    free: Tensor | None = None,
-    rtol: float | None = None,
-    atol: float = 0.0,
-    solver: str = "auto",
-    jacobian_method: str = "auto",
-    internal_batch_size: int | None = None,
-) -> PullbackSpectrum:
-    """`pullback_spectrum` without its warning: the walks record the rank at every point."""
     is_tuple = _compat.is_tuple(inputs)
     formatted = _compat.format_inputs(inputs)
     args = _compat.format_additional_forward_args(additional_forward_args)
@@ -134,7 +98,7 @@ def _pullback_spectrum(
     floor = None
     if rtol is None:
         floor = noise_floor(pulled.outputs, pulled.cotangents, formatted, pulled.factor.dtype)
-    return PullbackSpectrum.from_factor(
+    spectrum = PullbackSpectrum.from_factor(
         pulled.factor,
         rtol,
         atol,
@@ -148,3 +112,5 @@ def _pullback_spectrum(
         jacobian_method=pulled.method,
         fallback_reason=pulled.fallback_reason,
     )
+    warn_if_saturated(spectrum.rank, spectrum.free)
+    return spectrum

@@ -18,8 +18,11 @@ the input) decides that such a Jacobian has rank 0.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -29,6 +32,7 @@ __all__ = [
     "SaturationWarning",
     "default_rtol",
     "noise_floor",
+    "saturation_recorded",
     "warn_if_saturated",
     "working_dtype",
 ]
@@ -99,8 +103,25 @@ class SaturationWarning(UserWarning):
     """The Jacobian is zero (rank 0) at an example: every score there is trivial."""
 
 
+_QUIET = threading.local()  # .depth: nesting of `saturation_recorded` in this thread
+
+
+@contextlib.contextmanager
+def saturation_recorded() -> Iterator[None]:
+    """Within it, this thread's `warn_if_saturated` stays silent: for callers that record
+    the rank themselves (a walk keeps it at every point and must not warn at every step)."""
+    _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.depth -= 1
+
+
 def warn_if_saturated(rank: Tensor, free: Tensor | None = None) -> None:
-    """Warns when some example with a free coordinate has rank 0 (`J = 0` to rounding)."""
+    """Warns when some example with a free coordinate has rank 0 (`J = 0` to rounding),
+    unless inside `saturation_recorded`."""
+    if getattr(_QUIET, "depth", 0):
+        return
     saturated = rank == 0 if free is None else (rank == 0) & free.any(dim=1)
     if saturated.any():
         examples = saturated.nonzero().flatten().tolist()
