@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import warnings
 
-import torch
 from torch import Tensor
 
 from captum_simec import _compat
 from captum_simec.attr._base import ScoreRequest
 from captum_simec.attr._binary import BinaryLogit
 from captum_simec.explore import boundary_path
+from captum_simec.geometry import model_outputs
 
 __all__ = ["boundary_score"]
 
@@ -37,8 +37,7 @@ def boundary_score(request: ScoreRequest) -> tuple[Tensor, Tensor]:
         )
     model, inputs, target = request.forward_func, request.inputs, request.target
     args = _compat.format_additional_forward_args(request.additional_forward_args)
-    with torch.no_grad():
-        outputs = model(*inputs, *(args or ()))
+    outputs = model_outputs(model, inputs, args)
     if outputs[0].numel() == 1:
         model, target = BinaryLogit(model), 1
     path = boundary_path(

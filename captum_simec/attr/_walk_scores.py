@@ -18,6 +18,7 @@ from captum_simec import _compat
 from captum_simec.attr._base import ScoreRequest, check_signed
 from captum_simec.attr._binary import BinaryLogit
 from captum_simec.explore import simec, simexp
+from captum_simec.geometry import model_outputs
 
 __all__ = ["WALK_DEFAULTS", "class_extent", "flip_displacement", "walk_score"]
 
@@ -119,8 +120,7 @@ def walk_score(request: ScoreRequest) -> Tensor:
     args = _compat.format_additional_forward_args(request.additional_forward_args)
     if request.score == "class_extent":
         return class_extent(model, inputs, args, target, settings)
-    with torch.no_grad():
-        outputs = model(*inputs, *(args or ()))
+    outputs = model_outputs(model, inputs, args)  # as the walk will see them
     flat_target = _compat.target_to_flat_indices(target, outputs.shape, inputs[0].device)
     displacement = flip_displacement(model, inputs, args, outputs, flat_target, settings)
     return displacement if request.signed else displacement.abs()

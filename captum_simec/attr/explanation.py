@@ -37,6 +37,10 @@ class Explanation:
             descending; the other `n - p` are 0.
         rank: rank of `g` per example (batch,).
         null_dim: dimension `n - rank` of the null space (the class's tangent space).
+        spectral_gap: `s_r / s_{r+1}` per example (batch,): how clearly the rank stands out
+            (inf when nothing was discarded, 0 at rank 0).
+        rank_margin: how far the rank tolerance could move without changing the rank
+            (batch,), >= 1; near 1 the rank is a close call (see `PullbackSpectrum`).
         outputs: model outputs (batch, *output_shape), detached.
         predicted: arg-max of each example's flattened output (batch,).
         target: flat target index per example, or None.
@@ -49,6 +53,8 @@ class Explanation:
     eigenvalues: Tensor
     rank: Tensor
     null_dim: Tensor
+    spectral_gap: Tensor
+    rank_margin: Tensor
     outputs: Tensor
     predicted: Tensor
     target: Tensor | None
@@ -121,6 +127,8 @@ def explain(
         eigenvalues=spectrum.eigenvalues,
         rank=spectrum.rank,
         null_dim=spectrum.null_dim,
+        spectral_gap=spectrum.spectral_gap,
+        rank_margin=spectrum.rank_margin,
         outputs=outputs,
         predicted=outputs.reshape(outputs.shape[0], -1).argmax(dim=1),
         target=spectrum.target,

@@ -9,12 +9,14 @@ from captum_simec.audit.distributed import audit_distributed
 from captum_simec.audit.records import AuditResult
 from captum_simec.audit.robustness import RobustnessAudit
 from captum_simec.audit.settings import AuditSettings
-from captum_simec.audit.store import load_audit
+from captum_simec.audit.store import ChangedSettingsError, ExistingAuditError, load_audit
 
 __all__ = [
     "AttackResult",
     "AuditResult",
     "AuditSettings",
+    "ChangedSettingsError",
+    "ExistingAuditError",
     "RobustnessAudit",
     "audit_distributed",
     "deepfool",

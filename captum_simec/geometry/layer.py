@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import Tensor, nn
+
+from captum_simec.geometry._modules import model_outputs
 
 __all__ = ["layer_function", "layer_representation"]
 
@@ -58,8 +59,7 @@ def layer_representation(
         else layer.register_forward_hook(capture_output)
     )
     try:
-        with torch.no_grad():
-            forward_func(*inputs, *(additional_forward_args or ()))
+        model_outputs(forward_func, inputs, additional_forward_args)  # as the Jacobians see h
     finally:
         handle.remove()
     if len(captured) != 1:

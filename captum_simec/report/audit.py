@@ -65,6 +65,24 @@ def _smallest_gap(records: list[dict[str, Any]]) -> float:
     return min(gaps) if gaps else math.nan
 
 
+NOT_COMPUTED = "not computed"
+
+
+def _computed(value: float) -> float | str:
+    """A rate, or "not computed" for the NaN of a stage that did not run."""
+    return NOT_COMPUTED if math.isnan(value) else value
+
+
+def _medians(group: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    """Medians of `columns`, "not computed" for those of a stage that did not run."""
+    skipped = {"flip": math.isnan(group["flip_rate"]), "pgd": math.isnan(group["pgd_l2_flip_rate"])}
+    skipped["ratio"] = skipped["flip"] or skipped["pgd"]
+    return {
+        column: NOT_COMPUTED if skipped[column.split("_")[0]] else group[column]["median"]
+        for column in columns
+    }
+
+
 def _summary_tables(result: AuditResult, summary: Mapping[str, Any]) -> tuple[list, list]:
     """Two narrow tables of medians per group: the L2 flip / PGD columns, then L-inf and the
     geometry (null dimension and the smallest spectral gap)."""
@@ -74,12 +92,11 @@ def _summary_tables(result: AuditResult, summary: Mapping[str, Any]) -> tuple[li
             "group": name,
             "examples": group["examples"],
             "accuracy": group["accuracy"],
-            "flip rate": group["flip_rate"],
+            "flip rate": _computed(group["flip_rate"]),
         }
-        row.update({column: group[column]["median"] for column in _L2_COLUMNS})
+        row.update(_medians(group, _L2_COLUMNS))
         l2.append(row)
-        row = {"group": name}
-        row.update({column: group[column]["median"] for column in _LINF_COLUMNS})
+        row = {"group": name, **_medians(group, _LINF_COLUMNS)}
         row["null_dim"] = group["null_dim"]["median"]
         row["min spectral gap"] = _smallest_gap(records)
         linf.append(row)
@@ -95,16 +112,23 @@ def add_audit_sections(report: Report, result: AuditResult, strip_size: int = 4)
     summary = result.summary()
     overall = summary["overall"]
     report.heading("Robustness audit")
-    report.paragraph(
-        f"{len(result)} examples. SiMExp flipped the prediction of "
-        f"{format_value(overall['flip_rate'] * 100, 3)} % of them within its budget; median "
-        f"flip distance {format_value(overall['flip_l2']['median'])} (L2), "
-        f"{format_value(overall['flip_linf']['median'])} (L-inf); median smallest PGD radius "
-        f"{format_value(overall['pgd_l2_eps']['median'])} (L2), "
+    flips = (
+        f"SiMExp flipped the prediction of {format_value(overall['flip_rate'] * 100, 3)} % of "
+        f"them within its budget; median flip distance "
+        f"{format_value(overall['flip_l2']['median'])} (L2), "
+        f"{format_value(overall['flip_linf']['median'])} (L-inf)"
+        if not math.isnan(overall["flip_rate"])
+        else f"SiMExp flips: {NOT_COMPUTED} (the walk did not run)"
+    )
+    attacks = (
+        f"median smallest PGD radius {format_value(overall['pgd_l2_eps']['median'])} (L2), "
         f"{format_value(overall['pgd_linf_eps']['median'])} (L-inf); median ratio flip / PGD "
         f"{format_value(overall['ratio_l2']['median'])} (L2), "
-        f"{format_value(overall['ratio_linf']['median'])} (L-inf)."
+        f"{format_value(overall['ratio_linf']['median'])} (L-inf)"
+        if not math.isnan(overall["pgd_l2_flip_rate"])
+        else f"PGD radii: {NOT_COMPUTED} (the attack did not run)"
     )
+    report.paragraph(f"{len(result)} examples. {flips}; {attacks}.")
     report.paragraph(
         "Both the walk's flip distance and the attack radius bound the smallest perturbation "
         "that changes the decision from above; a ratio near 1 means the geometric walk found "

@@ -26,7 +26,8 @@ def _finite(values: np.ndarray) -> np.ndarray:
 def _flip_histogram(result: AuditResult) -> Figure:
     fig = Figure(figsize=(9.0, 3.2), layout="constrained")
     axes = fig.subplots(1, 2)
-    missing = int((~result.column("flip_found")).sum())
+    found = result.column("flip_found")  # float with NaN where the walk did not run
+    missing = int(np.sum(found == 0))
     for ax, norm in zip(axes, ("l2", "linf"), strict=True):
         values = _finite(result.column(f"flip_{norm}"))
         if values.size:
@@ -35,7 +36,13 @@ def _flip_histogram(result: AuditResult) -> Figure:
         label = "L2" if norm == "l2" else "L-inf"
         ax.set_xlabel(f"SiMExp flip distance ({label} displacement)")
         ax.set_ylabel("examples")
-    fig.suptitle(f"{len(result)} examples, {missing} without a flip within the budget", fontsize=10)
+    computed = int(np.sum(~np.isnan(found.astype(np.float64))))
+    title = (
+        f"{len(result)} examples, {missing} without a flip within the budget"
+        if computed
+        else f"{len(result)} examples: SiMExp flips not computed (the walk did not run)"
+    )
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
