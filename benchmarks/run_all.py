@@ -27,6 +27,10 @@ BENCHMARKS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "explore": ("bench_explore.py", (("captum_simec.explore", "simec"),)),
     "attribution": ("bench_attribution.py", (("captum_simec.attr", "SiMECAttribution"),)),
     "text": ("bench_text.py", (("captum_simec.text", "read_tokens"),)),
+    "evaluation": (
+        "bench_evaluation.py",
+        (("captum_simec.evaluation", "compare_attributions"),),
+    ),
     "audit": (
         "bench_audit.py",
         (

@@ -2,8 +2,9 @@
 
 - `pullback_spectrum`: rank, null and range spaces of `g = J^T G J` without forming it.
 - `SiMECAttribution`, `LayerSiMECAttribution`, `explain`: Captum attributions from `g`.
-- `simec`, `simexp`, `preimage`: walks inside and across equivalence classes.
-- `RobustnessAudit`, `compare_attributions`: audits and side-by-side comparisons.
+- `simec`, `simexp`, `preimage`, `boundary_path`: walks inside and across equivalence classes.
+- `RobustnessAudit`: robustness audits; `compare_attributions`: side-by-side comparisons
+  with faithfulness metrics (`captum_simec.evaluation`).
 - `token_scores`, `embedding_simec`, `embedding_simexp`, `read_tokens`: text models (token
   ids through an embedding, walks in embedding space read back as tokens).
 - `select_output`: a model returning a ModelOutput, dict or tuple, made to return one tensor
@@ -22,14 +23,17 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "captum_simec._outputs": ("select_output",),
     "captum_simec.attr": ("Explanation", "LayerSiMECAttribution", "SiMECAttribution", "explain"),
-    "captum_simec.audit": (
-        "AuditResult",
-        "Comparison",
-        "RobustnessAudit",
-        "compare_attributions",
-        "load_audit",
+    "captum_simec.audit": ("AuditResult", "RobustnessAudit", "load_audit"),
+    "captum_simec.evaluation": ("Comparison", "compare_attributions"),
+    "captum_simec.explore": (
+        "Box",
+        "Corrector",
+        "Walk",
+        "boundary_path",
+        "preimage",
+        "simec",
+        "simexp",
     ),
-    "captum_simec.explore": ("Box", "Corrector", "Walk", "preimage", "simec", "simexp"),
     "captum_simec.geometry": (
         "OutputMetric",
         "PullbackSpectrum",

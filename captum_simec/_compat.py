@@ -61,7 +61,8 @@ def format_inputs(
 
     Raises:
         TypeError: a non-tensor, an integer (unless `integers`) or boolean tensor.
-        ValueError: an empty tuple, NaN or inf values, or tensors whose batch sizes differ.
+        ValueError: an empty tuple, an empty batch, NaN or inf values, or tensors whose batch
+            sizes differ.
     """
     if not isinstance(inputs, Tensor) and not isinstance(inputs, tuple):
         raise TypeError(
@@ -76,6 +77,8 @@ def format_inputs(
             tensor, name if len(formatted) == 1 else f"{name}[{i}]", integers=integers
         )
     batch = formatted[0].shape[0]
+    if batch == 0:
+        raise ValueError(f"`{name}` has an empty batch (dim 0 is 0); pass at least one example.")
     if any(t.shape[0] != batch for t in formatted):
         sizes = [t.shape[0] for t in formatted]
         raise ValueError(

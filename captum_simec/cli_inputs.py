@@ -209,8 +209,14 @@ def load_data(path: str | Path) -> tuple[Tensor, Tensor | None]:
     return x, y
 
 
-def fit_model_to_data(model: Callable[..., Tensor], x: Tensor) -> Tensor:
-    """Casts `x` to the model's float dtype and checks one forward pass on an example."""
+def fit_model_to_data(model: Callable[..., Tensor], x: Tensor, y: Tensor | None = None) -> Tensor:
+    """Casts `x` to the model's float dtype, checks one forward pass on an example and that
+    the labels `y` (if any) are classes of the model.
+
+    Raises:
+        UsageError: the model rejects the inputs, is no classifier, or labels lie outside
+            its classes.
+    """
     if isinstance(model, nn.Module):
         parameter = next(model.parameters(), None)
         if parameter is not None and parameter.is_floating_point():
@@ -229,5 +235,13 @@ def fit_model_to_data(model: Callable[..., Tensor], x: Tensor) -> Tensor:
         raise UsageError(
             f"the model returned {shape} for one example; the audit needs a classifier with "
             "(batch, classes) outputs and at least two classes."
+        )
+    classes = output.shape[1]
+    if y is not None and bool(((y < 0) | (y >= classes)).any()):
+        bad = sorted({int(label) for label in y[(y < 0) | (y >= classes)]})
+        raise UsageError(
+            f"--data: labels {bad[:10]}{' ...' if len(bad) > 10 else ''} are not classes of "
+            f"the model, which has {classes} outputs (classes 0 to {classes - 1}); store "
+            "labels in that range, or leave them out."
         )
     return x

@@ -99,6 +99,9 @@ def build(script: Path, timeout: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="captum_simec_notebook_") as folder:
         # a relative figure folder keeps the printed paths the same from one build to the next
         os.environ["CAPTUM_SIMEC_TUTORIAL_OUT"] = "figures"
+        # the kernel runs in a temporary folder: name the checkout's data folder explicitly
+        if (ROOT.parent / "shared" / "data").is_dir():
+            os.environ.setdefault("CAPTUM_SIMEC_DATA", str(ROOT.parent / "shared" / "data"))
         os.environ["MPLBACKEND"] = "Agg"
         # tqdm.auto warns in a kernel without ipywidgets; progress bars are off here anyway
         os.environ["PYTHONWARNINGS"] = "ignore:IProgress not found"

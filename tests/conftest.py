@@ -1,4 +1,11 @@
-"""Shared pytest configuration: the --fast flag skips the tests marked slow."""
+"""Shared pytest configuration: one thread, a seed per test, the data folder, --fast.
+
+One intra-op thread for the whole session, set here at import: module- and session-scoped
+fixtures run before any per-test fixture, and training them multi-threaded on 2 shared
+cores was 10x slower (190 s against 19 s for one fixture). The real data folder is
+`$CAPTUM_SIMEC_DATA`, else this checkout's ../shared/data, exported so that the tutorials
+run in subprocesses (from other folders) find it too.
+"""
 
 import os
 from pathlib import Path
@@ -7,11 +14,18 @@ import pytest
 import torch
 from hypothesis import settings
 
+from captum_simec.zoo.datasets import DATA_ENV_VAR
+
 # property tests draw the same examples on every run, so CI is reproducible
 settings.register_profile("reproducible", derandomize=True, deadline=None)
 settings.load_profile("reproducible")
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(1)
+
+_CHECKOUT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if _CHECKOUT_DATA.is_dir():
+    os.environ.setdefault(DATA_ENV_VAR, str(_CHECKOUT_DATA))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,19 +47,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _single_thread_and_seed():
-    """One intra-op thread (small models gain nothing from more on 2 shared cores) and a seed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed_and_single_thread():
+    """A seed per test; a test that changes the thread count leaves one thread behind."""
     torch.manual_seed(0)
     yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
+
+
+def data_folder() -> Path | None:
+    """`$CAPTUM_SIMEC_DATA` (this checkout's ../shared/data by default) if it is a folder."""
+    root = os.environ.get(DATA_ENV_VAR)
+    return Path(root) if root and Path(root).is_dir() else None
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The project's real data folder (../shared/data), or skip when it is absent."""
-    root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip(f"real data folder {root} is absent (a fresh checkout has no ../shared)")
+    """The real data folder (`data_folder`), or skip."""
+    root = data_folder()
+    if root is None:
+        pytest.skip(
+            f"no real data folder: set {DATA_ENV_VAR} (a fresh checkout has no ../shared/data)"
+        )
     return root

@@ -13,8 +13,9 @@ ALLOWED = {
     "geometry": BASE,
     "explore": BASE | {"geometry"},
     "attr": BASE | {"geometry", "explore"},
-    "evaluation": BASE | {"geometry", "explore", "attr"},
-    "audit": BASE | {"geometry", "explore", "attr", "evaluation"},
+    "audit": BASE | {"geometry", "explore", "attr"},
+    # compare_attributions' boundary IG starts IG from audit's minimal PGD point
+    "evaluation": BASE | {"geometry", "explore", "attr", "audit"},
     "text": BASE | {"geometry", "explore", "attr"},
     "viz": BASE,
     "report": BASE | {"viz"},

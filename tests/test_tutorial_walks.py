@@ -23,6 +23,15 @@ FIGURES = (
 )
 
 
+#: rank and null dimension of the two MNIST images: the networks are created and trained in
+#: float64, so these are the same on every CPU (the first real MNIST image has dead hidden
+#: units: rank 7; rank margins >= 29, so the float32 copy decides them clearly).
+RANKS = {
+    "mnist": "rank [7, 9], null dimension [777, 775]",
+    "digits": "rank [9, 9], null dimension [775, 775]",
+}
+
+
 def _run(out: Path, **environment: str) -> str:
     printed = run_tutorial(TUTORIAL, out, **environment)
     for name in FIGURES:
@@ -30,7 +39,8 @@ def _run(out: Path, **environment: str) -> str:
         assert path.is_file() and path.stat().st_size > 1000, name
     assert "x - y + z in [2.050000000000, 2.050000000000]" in printed
     assert "stopped by 'rank_change'" in printed
-    assert "rank [9, 9], null dimension [775, 775]" in printed
+    data = "mnist" if "mnist: test accuracy" in printed else "digits"
+    assert RANKS[data] in printed
     assert "SiMEC: class kept at every saved point: True" in printed
     assert printed.count("(class_change)") == 2
     assert "preimage [440, 450] MW:" in printed

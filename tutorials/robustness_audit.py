@@ -15,8 +15,8 @@
 #   `kappa_i = 1 - sum_k v_ki^2` says how much of a move of pixel `i` the class absorbs.
 #
 # The model is the paper's small MNIST CNN, trained in seconds on scikit-learn's 8x8 digits
-# upsampled to 28x28. Outputs go to `$CAPTUM_SIMEC_TUTORIAL_OUT` (default: a fresh temporary
-# folder).
+# upsampled to 28x28 (in float64, so that it is the same on every CPU; analysed in float32).
+# Outputs go to `$CAPTUM_SIMEC_TUTORIAL_OUT` (default: a fresh temporary folder).
 
 # %%
 import os
@@ -92,12 +92,18 @@ print(
 # In L2 the ratio sits near 1: the margin-descent walk travels almost straight to the nearest
 # boundary, as PGD does. In L-inf it is larger by design: the walk takes L2-steepest steps,
 # which spread the change over few pixels, while an L-inf attack moves every pixel a little.
-# The null dimension is 775 for every image: 9 directions of 784 change the log-softmax
-# output, the rest are absorbed by the class.
+# The null dimension is 775 for most images: 9 directions of 784 change the log-softmax
+# output, the rest are absorbed by the class. Where hidden ReLU units are dead at an image,
+# fewer directions move the output and the class is larger. The spectral gap `s_r / s_{r+1}`
+# and the rank margin say how clear each rank is (near 1: a close call).
 
 # %%
 nulls = result.column("null_dim")
 print(f"null dimension: min {nulls.min()}, max {nulls.max()}")
+print(
+    f"spectral gap: min {result.column('spectral_gap').min():.3g}; "
+    f"rank margin: min {result.column('rank_margin').min():.3g}"
+)
 least = min(result.records, key=lambda r: r["flip_l2"])
 print(
     f"least robust: example {least['index']} (label {least['label']}, predicted "

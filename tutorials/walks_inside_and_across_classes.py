@@ -110,19 +110,28 @@ save(figure, "toy_relu_dead_region.png")
 #
 # The paper's CNN (two convolutions with average pooling and ReLU, three dense layers, a
 # log-softmax head). A log-softmax output cannot move along the all-ones direction, so
-# `rank g <= 9` and the class of a 784-pixel image has dimension 775.
+# `rank g <= 9` and the class of a 784-pixel image has dimension at least 775 (more where
+# hidden ReLU units are dead at the image: fewer directions then move the output).
 #
 # With the MNIST test split at hand we train on 8,000 of its images. The paper's recipe (one
 # epoch, lr 0.01, momentum 0.5) is far too short for 8,000 images (it reaches about 14 %
 # test accuracy), so we train 5 epochs at lr 0.05, momentum 0.9. Without the data, the CNN
-# is trained on scikit-learn's 8x8 digits upsampled to 28x28.
+# is trained on scikit-learn's 8x8 digits upsampled to 28x28. Either way the network is
+# created and trained in float64 and analysed as a float32 copy (`float64=True`): trained in
+# float32 it would differ from one CPU to the next, and so would every number below.
 
 # %%
 try:
     split = zoo.mnist_split(train_size=8000, seed=0)
-    cnn = zoo.PaperMNISTCNN(head="log_softmax", seed=0)
-    zoo.train_classifier(
-        cnn, split.x_train, split.y_train, epochs=5, lr=0.05, momentum=0.9, num_threads=1
+    cnn = zoo.train_classifier(
+        lambda: zoo.PaperMNISTCNN(head="log_softmax", seed=0),
+        split.x_train,
+        split.y_train,
+        epochs=5,
+        lr=0.05,
+        momentum=0.9,
+        num_threads=1,
+        float64=True,  # built and trained in float64 (the same on every CPU), used in float32
     )
 except FileNotFoundError:
     cnn, split = zoo.fit_digits_cnn(seed=0)
@@ -133,6 +142,10 @@ scale = (high - low) / (zoo.mnist_domain()[1] - zoo.mnist_domain()[0])
 images = split.x_test[:2]
 spectrum = pullback_spectrum(cnn, images)
 print(f"rank {spectrum.rank.tolist()}, null dimension {spectrum.null_dim.tolist()}")
+print(
+    f"spectral gap {[f'{g:.3g}' for g in spectrum.spectral_gap.tolist()]}, rank margin "
+    f"{[f'{m:.3g}' for m in spectrum.rank_margin.tolist()]} (near 1: a close call)"
+)
 
 # %% [markdown]
 # **SiMEC.** Steps of 0.05 (normalised pixels) inside the class, in the pixel box: a
@@ -165,8 +178,9 @@ print(f"largest pixel change {[round(float(v), 3) for v in moved.abs().amax(dim=
 save(plot_image_strip(walk, example=0), "mnist_simec_strip.png")
 
 # %% [markdown]
-# The change is spread over hundreds of pixels (a random walk in a 775-dimensional class), so
-# each pixel moves little: the image is "the same digit", and it is a different image.
+# The change is spread over hundreds of pixels (a random walk in a class of 775 dimensions
+# or more), so each pixel moves little: the image is "the same digit", and it is a different
+# image.
 #
 # **SiMExp.** Now the walk goes down the decision margin `f_c - max_{j != c} f_j` (mode
 # `"leave_class"`, steps of 0.005) until the predicted class changes; the crossing is refined
@@ -209,8 +223,16 @@ try:
 except FileNotFoundError:
     plant = zoo.synthetic_regression(n=2000, seed=0)
 x_train, y_train, x_test, y_test = plant.train_test_split(test_fraction=0.2, seed=0)
-regressor = zoo.PowerPlantResidualLSTM(in_features=4, hidden=16, steps=3, seed=0)
-zoo.train_regressor(regressor, x_train, y_train, epochs=40, lr=1e-2, seed=0, num_threads=1)
+regressor = zoo.train_regressor(
+    lambda: zoo.PowerPlantResidualLSTM(in_features=4, hidden=16, steps=3, seed=0),
+    x_train,
+    y_train,
+    epochs=40,
+    lr=1e-2,
+    seed=0,
+    num_threads=1,
+    float64=True,
+)
 with torch.no_grad():
     rmse = float((regressor(x_test) - y_test).square().mean().sqrt()) * plant.y_std
 print(f"{plant.name}: test RMSE {rmse:.2f} MW")

@@ -2,7 +2,9 @@
 
 `simec_attribution` and `layer` hold the two Captum classes, `explanation` the one-call
 `explain`; internal: `_base` (what the classes share: score names, checks, baselines),
-`_spectrum_scores` and `_walk_scores` (the score implementations).
+`_spectrum_scores`, `_walk_scores` and `_path_scores` (the score implementations),
+`_robustness` (the robustness default metric and the box-aware score) and `_binary` (a
+one-output model read as a binary classifier).
 """
 
 from captum_simec.attr._base import SCORES, default_output_metric

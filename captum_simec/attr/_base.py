@@ -1,12 +1,14 @@
 """What the input and the layer SiMEC attributions share: score names, checks, baselines.
 
-- the score names (`SCORES`: the geometric ones from one spectrum, the walk ones from a walk)
-  and the keyword options each takes;
+- the score names (`SCORES`: the geometric ones from one spectrum, the walk ones from a walk,
+  the path ones integrated along a walk, with a convergence delta) and the keyword options
+  each takes;
 - `check_request`: the checks every `attribute` call makes first, and `ScoreRequest`: its
   arguments as the score implementations read them;
-- `default_output_metric`: ``"target"`` with a target, ``"euclidean"`` without;
+- `default_output_metric`: ``"target"`` with a target, ``"euclidean"`` without (robustness:
+  `TopOutputsMetric`);
 - `SiMECMethod`: the Captum-facing behaviour beyond Captum's base classes (no convergence
-  delta, no `attribute_future`, `multiply_by_inputs` with Captum's baselines).
+  delta, no `attribute_future`, `multiply_by_inputs` with Captum's baselines, `times_distance`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from captum_simec.attr._robustness import TopOutputsMetric
 from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = [
+    "ESTIMATOR_OPTIONS",
     "GEOMETRIC_SCORES",
     "GEOMETRY_OPTIONS",
+    "PATH_SCORES",
     "SCORES",
+    "SCORE_OPTIONS",
     "WALK_SCORES",
     "BaselinesType",
     "InputsType",
@@ -36,13 +42,34 @@ __all__ = [
     "default_output_metric",
     "format_baselines",
     "position_mask",
+    "times_distance",
 ]
 
 GEOMETRIC_SCORES = ("relevance", "robustness")
 WALK_SCORES = ("flip", "class_extent")
-SCORES = GEOMETRIC_SCORES + WALK_SCORES
+#: scores integrated along a path: they sum to an output difference, hence a convergence delta.
+PATH_SCORES = ("boundary",)
+SCORES = GEOMETRIC_SCORES + WALK_SCORES + PATH_SCORES
 #: keyword options of `attribute` passed to `pullback_spectrum` for the geometric scores.
 GEOMETRY_OPTIONS = ("rtol", "atol", "solver", "jacobian_method")
+#: the keyword options each score takes (the walk scores pass theirs to `simexp` / `simec`,
+#: which check them).
+#: options of the relevance's Hutchinson estimator (`captum_simec.geometry.hutchinson_relevance`).
+ESTIMATOR_OPTIONS = ("estimator", "probes", "deflation_rank", "power_iterations", "seed")
+SCORE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "relevance": GEOMETRY_OPTIONS + ESTIMATOR_OPTIONS,
+    # "estimator" only to refuse it with a pointer to what works instead
+    "robustness": (*GEOMETRY_OPTIONS, "domain", "estimator"),
+    "boundary": (
+        "n_steps",
+        "max_steps",
+        "max_step_size",
+        "domain",
+        "boundary_tol",
+        "progress",
+        "jacobian_method",
+    ),
+}
 
 InputsType = Tensor | tuple[Tensor, ...]
 BaselinesType = None | int | float | Tensor | tuple[int | float | Tensor, ...]
@@ -84,7 +111,10 @@ class ScoreRequest:
 
     @property
     def metric(self) -> MetricSpec:
-        """The output metric: `output_metric`, or its default for `target`."""
+        """The output metric: `output_metric`, or its default for `target` (for robustness,
+        `TopOutputsMetric` with or without a target)."""
+        if self.output_metric is None and self.score == "robustness":
+            return TopOutputsMetric()
         return default_output_metric(self.output_metric, self.target)
 
 
@@ -172,6 +202,14 @@ def position_mask(attention_mask: Tensor | None, inputs: tuple[Tensor, ...]) -> 
     return keep.reshape(*shape[:2], *([1] * (len(shape) - 2))).expand(shape).reshape(shape[0], -1)
 
 
+def times_distance(scores: Tensor, distances: Tensor, signed: bool) -> Tensor:
+    """`scores * (x - baseline)` when `signed`, else `scores * |x - baseline|` (flat).
+
+    Signed, the target relevance of a linear model times `x - b` is IG's `w * (x - b)`.
+    """
+    return scores * (distances if signed else distances.abs()).to(scores.dtype)
+
+
 def check_signed(score: str, signed: bool) -> None:
     """Refuses `signed=True` for the scores that have no sign."""
     if signed and score not in ("relevance", "flip"):
@@ -181,16 +219,20 @@ def check_signed(score: str, signed: bool) -> None:
         )
 
 
-def check_options(score: str, options: dict[str, Any]) -> None:
-    """Refuses extra keyword options that `score` does not take (geometry vs walk options)."""
-    if score in GEOMETRIC_SCORES:
-        unknown = sorted(set(options) - set(GEOMETRY_OPTIONS))
-        if unknown:
-            raise TypeError(
-                f"attribute() got option(s) {unknown} that score={score!r} does not take; "
-                f"the geometric scores accept {GEOMETRY_OPTIONS}, walk options (steps, "
-                f"step_size, domain, seed, ...) belong to the scores {WALK_SCORES}."
-            )
+def check_options(
+    score: str, options: dict[str, Any], allowed: tuple[str, ...] | None = None
+) -> None:
+    """Refuses extra keyword options that `score` does not take (`allowed`, by default
+    `SCORE_OPTIONS`)."""
+    allowed = SCORE_OPTIONS.get(score) if allowed is None else allowed
+    unknown = [] if allowed is None else sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"attribute() got option(s) {unknown} that score={score!r} does not take; it "
+            f"accepts {allowed}. Walk options (steps, step_size, seed, ...) belong to the "
+            f"scores {WALK_SCORES}, the options of captum_simec.explore.boundary_path to "
+            "'boundary'."
+        )
 
 
 def check_request(
@@ -198,17 +240,17 @@ def check_request(
 ) -> None:
     """Refuses a score not in `allowed`, a convergence delta, and options `score` does not take.
 
-    The scores have no completeness property, hence no convergence delta. Captum's methods
-    without one (Saliency, InputXGradient) do not accept the argument at all; these accept it
-    so that code written for IG runs, and fail clearly when asked.
+    Only the path scores (`PATH_SCORES`) have a completeness property, hence a convergence
+    delta. Captum's methods without one (Saliency, InputXGradient) do not accept the argument
+    at all; these accept it so that code written for IG runs, and fail clearly when asked.
     """
     if score not in allowed:
         raise ValueError(f"score={score!r} is not supported here; choose one of {allowed}.")
-    if return_convergence_delta:
+    if return_convergence_delta and score not in PATH_SCORES:
         raise ValueError(
-            "return_convergence_delta=True: SiMEC scores have no convergence delta "
-            "(has_convergence_delta() is False; they do not sum to an output difference). "
-            "Call attribute(..., return_convergence_delta=False)."
+            f"return_convergence_delta=True: score={score!r} has no convergence delta (it "
+            "does not sum to an output difference); only score='boundary' has one. Call "
+            "attribute(..., return_convergence_delta=False) or use score='boundary'."
         )
     check_options(score, options)
 
@@ -216,8 +258,10 @@ def check_request(
 class SiMECMethod:
     """What the input and the layer SiMEC attributions share beyond Captum's base classes.
 
-    No convergence delta, no `attribute_future`, and `multiply_by_inputs`: the scores times
-    the distance `_DISTANCE` to a baseline; baselines are refused where they are not used.
+    A convergence delta for the path scores (the others raise if asked for one), no
+    `attribute_future`, and `multiply_by_inputs`: the scores times the distance `_DISTANCE`
+    to a baseline (signed with ``signed=True``); baselines are refused where they are not
+    used.
     """
 
     #: the distance to the baseline that `multiply_by_inputs` multiplies the scores by.
@@ -232,21 +276,29 @@ class SiMECMethod:
         return self._multiply_by_inputs
 
     def has_convergence_delta(self) -> bool:
-        """False: the scores carry no completeness property, hence no convergence delta."""
-        return False
+        """True: ``score="boundary"`` returns a delta (the other scores raise if asked for one)."""
+        return True
 
     def attribute_future(self) -> None:
         """Not implemented: SiMEC attributions are computed synchronously."""
         raise NotImplementedError(f"attribute_future is not implemented for {type(self).__name__}.")
 
     def _baselines(
-        self, baselines: BaselinesType, inputs: tuple[Tensor, ...]
+        self, baselines: BaselinesType, inputs: tuple[Tensor, ...], score: str
     ) -> tuple[Tensor, ...] | None:
         """Full baselines when the scores are multiplied by inputs, else None.
 
         Raises:
-            ValueError: `baselines` given to an instance that does not multiply by inputs.
+            ValueError: `baselines` given to an instance that does not multiply by inputs; a
+                path score (already an integral from its own baseline) on an instance that
+                does.
         """
+        if self.multiplies_by_inputs and score in PATH_SCORES:
+            raise ValueError(
+                f"score={score!r} is already a path integral from x_end to x (it sums to "
+                "f_t(x) - f_t(x_end)), so multiply_by_inputs does not apply: use an instance "
+                "created with multiply_by_inputs=False for it."
+            )
         if self.multiplies_by_inputs:
             return format_baselines(baselines, inputs)
         if baselines is not None:

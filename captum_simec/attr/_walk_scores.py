@@ -17,7 +17,9 @@ from torch import Tensor
 from captum_simec import _compat
 from captum_simec._outputs import check_output
 from captum_simec.attr._base import ScoreRequest, check_signed
+from captum_simec.attr._binary import BinaryLogit
 from captum_simec.explore import simec, simexp
+from captum_simec.geometry import model_outputs
 from captum_simec.geometry.decisions import num_classes, predicted_class
 
 __all__ = ["WALK_DEFAULTS", "class_extent", "flip_displacement", "walk_score"]
@@ -27,17 +29,6 @@ WALK_DEFAULTS: dict[str, dict[str, Any]] = {
     "flip": {"steps": 500, "step_size": 0.05, "progress": False},
     "class_extent": {"steps": 100, "step_size": 0.01, "seed": 0, "progress": False},
 }
-
-
-class _BinaryLogit:
-    """A one-output model read as a binary classifier: outputs `[0, f]`, decision `f > 0`."""
-
-    def __init__(self, forward_func: Callable[..., Any]) -> None:
-        self.forward_func = forward_func
-
-    def __call__(self, *args: Any) -> Tensor:
-        logit = self.forward_func(*args).reshape(-1, 1)
-        return torch.cat([torch.zeros_like(logit), logit], dim=1)
 
 
 def _subset(
@@ -77,7 +68,7 @@ def flip_displacement(
     """
     batch, shape = outputs.shape[0], tuple(outputs.shape[1:])
     if outputs[0].numel() == 1:
-        forward_func, target, shape = _BinaryLogit(forward_func), None, (2,)
+        forward_func, target, shape = BinaryLogit(forward_func), None, (2,)
     predicted = predicted_class(outputs.reshape(batch, -1), num_classes(shape), target)
     leave = torch.ones_like(predicted, dtype=torch.bool) if target is None else target == predicted
     displacement = torch.zeros(
@@ -148,8 +139,7 @@ def walk_score(request: ScoreRequest) -> Tensor:
     args = _compat.format_additional_forward_args(request.additional_forward_args)
     if request.score == "class_extent":
         return class_extent(model, inputs, args, target, settings)
-    with torch.no_grad():
-        outputs = check_output(model(*inputs, *(args or ())), inputs[0].shape[0])
+    outputs = check_output(model_outputs(model, inputs, args), inputs[0].shape[0])  # as the walk
     flat_target = _compat.target_to_flat_indices(target, outputs.shape, inputs[0].device)
     displacement = flip_displacement(model, inputs, args, outputs, flat_target, settings)
     return displacement if request.signed else displacement.abs()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,13 @@ from torch import Tensor
 
 from captum_simec import _compat
 from captum_simec._outputs import OutputSpec, select_output
-from captum_simec.attr._base import InputsType, ScoreRequest, check_options, default_output_metric
+from captum_simec.attr._base import (
+    GEOMETRY_OPTIONS,
+    InputsType,
+    ScoreRequest,
+    check_options,
+    default_output_metric,
+)
 from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import resolve_output_metric
 from captum_simec.geometry.decisions import num_classes, predicted_class
@@ -26,11 +33,16 @@ class Explanation:
     Attributes:
         inputs: the inputs, detached (input structure).
         relevance: `rho_i = ||A e_i||` (input structure).
-        robustness: `kappa_i = ||P_N e_i||^2` (input structure).
+        robustness: `kappa_i = ||P_N e_i||^2` (input structure), from `output_metric` when
+            it is given, else from the robustness default (`G = I` on the top three outputs).
         eigenvalues: the largest `p` eigenvalues `s_k^2` of `g` (batch, p), float64,
             descending; the other `n - p` are 0.
         rank: rank of `g` per example (batch,).
         null_dim: dimension `n - rank` of the null space (the class's tangent space).
+        spectral_gap: `s_r / s_{r+1}` per example (batch,): how clearly the rank stands out
+            (inf when nothing was discarded, 0 at rank 0).
+        rank_margin: how far the rank tolerance could move without changing the rank
+            (batch,), >= 1; near 1 the rank is a close call (see `PullbackSpectrum`).
         outputs: model outputs (batch, *output_shape), detached.
         predicted: the decided class per example, a flat output index (batch,): the arg-max
             of the output, at the target's position for (T, V) sequence outputs.
@@ -44,6 +56,8 @@ class Explanation:
     eigenvalues: Tensor
     rank: Tensor
     null_dim: Tensor
+    spectral_gap: Tensor
+    rank_margin: Tensor
     outputs: Tensor
     predicted: Tensor
     target: Tensor | None
@@ -68,7 +82,12 @@ def explain(
     output: OutputSpec = None,
     **geometry_options: Any,
 ) -> Explanation:
-    """Relevance, robustness and the spectrum of `g = J^T G J` from one Jacobian per example.
+    """Relevance, robustness and the spectrum of `g = J^T G J` in one call.
+
+    Relevance, eigenvalues and rank come from the metric `output_metric`; robustness from
+    the same spectrum when `output_metric` is given, else from the robustness default (`G = I`
+    on the top three outputs: one more Jacobian), so that it equals
+    ``SiMECAttribution.attribute(..., score="robustness")``.
 
     Args:
         forward_func: the model.
@@ -85,7 +104,7 @@ def explain(
     Returns:
         An `Explanation`.
     """
-    check_options("relevance", geometry_options)
+    check_options("relevance", geometry_options, GEOMETRY_OPTIONS)
     is_tuple = _compat.is_tuple(inputs)
     formatted = _compat.format_inputs(inputs)
     metric = resolve_output_metric(default_output_metric(output_metric, target))
@@ -98,6 +117,10 @@ def explain(
         options=geometry_options,
     )
     relevance, spectrum = spectrum_scores(request)
+    robustness = spectrum.robustness()
+    if output_metric is None:
+        robust = dataclasses.replace(request, score="robustness", output_metric=None)
+        robustness = spectrum_scores(robust)[0]
 
     def structured(flat: Tensor) -> InputsType:
         shaped = _compat.unflatten_features(flat, _compat.feature_shapes(formatted))
@@ -107,10 +130,12 @@ def explain(
     return Explanation(
         inputs=_compat.format_output(is_tuple, tuple(x.detach() for x in formatted)),
         relevance=structured(relevance),
-        robustness=structured(spectrum.robustness()),
+        robustness=structured(robustness),
         eigenvalues=spectrum.eigenvalues,
         rank=spectrum.rank,
         null_dim=spectrum.null_dim,
+        spectral_gap=spectrum.spectral_gap,
+        rank_margin=spectrum.rank_margin,
         outputs=outputs,
         predicted=_decisions(outputs, spectrum.target),
         target=spectrum.target,

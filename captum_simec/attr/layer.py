@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from captum_simec import _compat
 from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.attr._base import (
-    GEOMETRIC_SCORES,
     SCORES,
     BaselinesType,
     InputsType,
@@ -20,9 +19,9 @@ from captum_simec.attr._base import (
     SiMECMethod,
     check_request,
     position_mask,
+    times_distance,
 )
-from captum_simec.attr._spectrum_scores import spectrum_scores
-from captum_simec.attr._walk_scores import walk_score
+from captum_simec.attr._scores import score_maps
 from captum_simec.geometry import layer_function, layer_representation
 from captum_simec.geometry.metrics import MetricSpec
 
@@ -36,11 +35,12 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
     back to the layer's representation `h` by `J_F = dF/dh`: `g_h = J_F^T G J_F = A^T A`.
     Every score of `SiMECAttribution` is offered, with `h` in the role of the input:
     relevance `rho_j = ||A e_j||`, robustness `kappa_j = 1 - sum_{k<=r} v_kj^2`, and the walk
-    scores (``flip``, ``class_extent``), whose SiMExp / SiMEC walks move `h` with the inputs
-    held fixed (see `SiMECAttribution` for the meaning and for which metrics are
-    target-specific; the default metric is ``"target"`` with a `target`, else
-    ``"euclidean"``). The result has the layer's shape, so `LayerAttribution.interpolate`
-    upsamples a convolutional map to the input's size.
+    and path scores (``flip``, ``class_extent``, ``boundary``), whose SiMExp / SiMEC walks
+    move `h` with the inputs held fixed (see `SiMECAttribution` for the meaning and for which
+    metrics are target-specific; the default metric is ``"target"`` with a `target`, else
+    ``"euclidean"``, and for robustness `G = I` on the top three outputs; ``domain`` is then
+    a box of the layer's values). The result has the layer's shape, so
+    `LayerAttribution.interpolate` upsamples a convolutional map to the input's size.
 
     Token ids. As with Captum's `LayerIntegratedGradients`, the inputs may be integer token
     ids when `layer` is the embedding (``model.get_input_embeddings()`` for Hugging Face
@@ -49,7 +49,8 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
     `captum_simec.text.token_scores` sums them up per token.
 
     With ``multiply_by_inputs=True`` the scores are multiplied by `|h(x) - h(baseline)|`, the
-    layer's activation difference, as LayerIntegratedGradients' global attribution.
+    layer's activation difference, as LayerIntegratedGradients' global attribution (by
+    `h(x) - h(baseline)` with ``signed=True``).
     """
 
     _DISTANCE = "|h(x) - h(baseline)|"
@@ -70,7 +71,8 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                 (or input, with ``attribute_to_layer_input=True``).
             device_ids: Captum's DataParallel device list; must be None (the layer's
                 representation is substituted through hooks on one device).
-            multiply_by_inputs: multiply by `|h(x) - h(baseline)|`.
+            multiply_by_inputs: multiply by `|h(x) - h(baseline)|` (by `h(x) - h(baseline)`
+                with ``signed=True``).
             output: the tensor to explain when the model returns a ModelOutput, dict or
                 tuple: a key or attribute (``output="logits"``), a position, or a callable
                 of the output.
@@ -105,7 +107,7 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
         return_convergence_delta: bool = False,
         attention_mask: Tensor | None = None,
         **options: Any,
-    ) -> Tensor:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Per-neuron SiMEC scores of the layer, in the layer's shape (batch, *layer_shape).
 
         Args:
@@ -116,7 +118,8 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                 argmax at position t.
             additional_forward_args: extra arguments of `forward_func` (e.g. the attention
                 mask of a Hugging Face model), as in Captum.
-            score: ``"relevance"``, ``"robustness"``, ``"flip"`` or ``"class_extent"``.
+            score: ``"relevance"``, ``"robustness"``, ``"flip"``, ``"class_extent"`` or
+                ``"boundary"`` (see `SiMECAttribution`).
             output_metric: None (``"target"`` with a target, else ``"euclidean"``) or any
                 metric `SiMECAttribution` accepts.
             baselines: input-space reference for ``multiply_by_inputs`` (None = 0, number,
@@ -124,20 +127,23 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
             signed: relevance times the sign of `dF_t/dh_j`; flip as `h_flip - h`.
             internal_batch_size: most (example, output row) pairs per backward pass.
             attribute_to_layer_input: score the layer's input instead of its output.
-            return_convergence_delta: must be False (there is no delta); True raises.
+            return_convergence_delta: with ``score="boundary"``, also return the delta
+                `sum_j a_j - (F_t(h) - F_t(h_end))` per example; other scores raise.
             attention_mask: for a (batch, T, ...) layer such as an embedding, (batch, T) with
                 1 for a token and 0 for padding (Hugging Face's mask): padded positions are
                 held fixed by the walks and score exactly 0. The model still needs the mask
                 in `additional_forward_args`.
-            **options: geometry options (`rtol`, `atol`, `solver`, `jacobian_method`) or, for
-                the walk scores, the options of `simexp` / `simec` (see `SiMECAttribution`).
+            **options: as for `SiMECAttribution` (geometry options, the relevance
+                estimator's, the options of `simexp` / `simec` / `boundary_path`), with `h` in
+                the role of the input.
 
         Returns:
-            A tensor of the layer's output (or input) shape.
+            A tensor of the layer's output (or input) shape; with
+            ``return_convergence_delta``, also the delta (batch,).
         """
         check_request(score, SCORES, return_convergence_delta, options)
         formatted = _compat.format_inputs(inputs, integers=True)
-        references = self._baselines(baselines, formatted)
+        references = self._baselines(baselines, formatted, score)
         args = _compat.format_additional_forward_args(additional_forward_args)
         through, hidden, rest = layer_function(
             self.forward_func, self.layer, formatted, args, attribute_to_layer_input
@@ -150,11 +156,11 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
             free=position_mask(attention_mask, hidden),
             options=options,
         )
-        flat = spectrum_scores(request)[0] if score in GEOMETRIC_SCORES else walk_score(request)
+        flat, delta = score_maps(request)
         if references is not None:
             baseline_hidden = layer_representation(
                 self.forward_func, self.layer, references, args, attribute_to_layer_input
             )
-            distances = (hidden[0] - baseline_hidden).abs()
-            flat = flat * distances.reshape(flat.shape).to(flat.dtype)
-        return flat.reshape(hidden[0].shape)
+            flat = times_distance(flat, (hidden[0] - baseline_hidden).reshape(flat.shape), signed)
+        attributions = flat.reshape(hidden[0].shape)
+        return (attributions, delta) if return_convergence_delta else attributions

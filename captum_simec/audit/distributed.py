@@ -46,7 +46,13 @@ from torch.utils.data.distributed import DistributedSampler
 
 from captum_simec.audit.records import AuditResult
 from captum_simec.audit.robustness import RobustnessAudit
-from captum_simec.audit.store import _completed_indices, _prepare_output, load_audit
+from captum_simec.audit.store import (
+    ChangedSettingsError,
+    ExistingAuditError,
+    _completed_indices,
+    _prepare_output,
+    load_audit,
+)
 
 __all__ = ["audit_distributed"]
 
@@ -58,6 +64,7 @@ def _init_distributed(
 
     Args:
         backend: ``"gloo"`` or ``"nccl"``; default NCCL when CUDA is available, else gloo.
+            With NCCL, each process first selects the GPU ``LOCAL_RANK`` (torchrun sets it).
         timeout: collective timeout (generous: ranks meet only at the start and the end).
 
     Returns:
@@ -70,6 +77,8 @@ def _init_distributed(
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed.")
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":  # one GPU per process: NCCL's collectives run on the current one
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend, timeout=timeout)
     return dist.get_rank(), dist.get_world_size(), True
 
@@ -131,22 +140,22 @@ def audit_distributed(
         ``records.json`` and ``summary.json`` in `out`); None on the other ranks.
 
     Raises:
-        RuntimeError: on every rank, when rank 0 finds `out` unusable (records there without
-            ``resume``, or different settings).
+        ExistingAuditError, ChangedSettingsError: on every rank, when rank 0 finds `out`
+            unusable (records there without ``resume``, or different settings).
     """
     rank, world, initialised = _init_distributed(backend)
     if world == 1:
         return audit.run(data, labels, out=out, batch_size=batch_size, resume=resume)
     try:
-        problem: list[str | None] = [None]
+        problem: list[Exception | None] = [None]
         if rank == 0:
             try:
                 _prepare_output(out, audit.settings, resume)
-            except (FileExistsError, ValueError) as error:
-                problem = [str(error)]
+            except (ExistingAuditError, ChangedSettingsError) as error:
+                problem = [error]
         dist.broadcast_object_list(problem, src=0)
         if problem[0] is not None:
-            raise RuntimeError(problem[0])
+            raise problem[0]
         skip = _completed_indices(out) if resume else set()
         loader = _distributed_loader(data, labels, batch_size, rank, world)
         shard = audit.audit_shard(

@@ -25,7 +25,8 @@ from captum_simec._validation import check_choice
 __all__ = ["FIELDS", "AuditResult", "summarize"]
 
 #: The record schema: column name -> (Python type, meaning). Floats use ``inf`` for "no flip
-#: within budget" and ``nan`` for "not computed" (e.g. an attack that was not run).
+#: within budget" and ``nan`` for "not computed" (e.g. an attack that was not run); the
+#: booleans and classes of a skipped walk are None ("not computed"), never a made-up value.
 FIELDS: dict[str, tuple[type, str]] = {
     "index": (int, "position of the example in the data set"),
     "label": (int, "true class (-1 when no labels were given)"),
@@ -36,14 +37,15 @@ FIELDS: dict[str, tuple[type, str]] = {
     "null_dim": (int, "null dimension n - r (dimension of the equivalence class)"),
     "top_singular_value": (float, "largest singular value s_1 of A = C J"),
     "spectral_gap": (float, "s_r / s_{r+1} (inf when nothing was discarded)"),
+    "rank_margin": (float, "how far the rank tolerance may move without changing the rank"),
     "extent_l2": (float, "SiMEC walk: L2 norm of the end-to-end displacement"),
     "extent_linf": (float, "SiMEC walk: largest move of any feature over the walk"),
     "extent_path": (float, "SiMEC walk: path length"),
     "extent_drift": (float, "SiMEC walk: largest output drift ||f(x_k) - f(x_0)||_G"),
-    "extent_class_kept": (bool, "SiMEC walk: predicted class unchanged at the end"),
+    "extent_class_kept": (bool, "SiMEC walk: predicted class unchanged (None: not run)"),
     "extent_stop": (str, "SiMEC walk: why it stopped"),
-    "flip_found": (bool, "SiMExp walk: the predicted class changed within the budget"),
-    "flip_class": (int, "SiMExp walk: class reached (-1 when no flip)"),
+    "flip_found": (bool, "SiMExp walk: the class changed within the budget (None: not run)"),
+    "flip_class": (int, "SiMExp walk: class reached (-1 when no flip, None: not run)"),
     "flip_l2": (float, "SiMExp walk: L2 norm of the displacement to the flip (inf: no flip)"),
     "flip_linf": (float, "SiMExp walk: L-inf norm of the displacement (inf: no flip)"),
     "flip_path": (float, "SiMExp walk: path length to the flip (inf: no flip)"),
@@ -81,20 +83,32 @@ class AuditResult:
         return len(self.records)
 
     def column(self, name: str) -> np.ndarray:
-        """One field over all records as a numpy array."""
+        """One field over all records as a numpy array.
+
+        A boolean or integer field with values not computed (None) comes as float64, with
+        NaN for them.
+        """
         if name not in FIELDS:
             raise KeyError(f"unknown field {name!r}; the fields are {list(FIELDS)}.")
         kind = FIELDS[name][0]
+        values = [record[name] for record in self.records]
+        if kind in (int, bool) and any(value is None for value in values):
+            return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
         dtype = {int: np.int64, float: np.float64, bool: np.bool_, str: object}[kind]
-        return np.array([record[name] for record in self.records], dtype=dtype)
+        return np.array(values, dtype=dtype)
 
     def to_numpy(self) -> np.ndarray:
-        """The records as a numpy structured array (one field per column)."""
+        """The records as a numpy structured array (one field per column, as `column`)."""
+        columns = {name: self.column(name) for name in FIELDS}
         width = max([len(r[k]) for r in self.records for k in FIELDS if FIELDS[k][0] is str] + [1])
-        types = {int: np.int64, float: np.float64, bool: np.bool_, str: f"U{width}"}
-        dtype = [(name, types[kind]) for name, (kind, _) in FIELDS.items()]
-        rows = [tuple(record[name] for name in FIELDS) for record in self.records]
-        return np.array(rows, dtype=dtype)
+        dtype = [
+            (name, f"U{width}" if FIELDS[name][0] is str else values.dtype)
+            for name, values in columns.items()
+        ]
+        array = np.empty(len(self.records), dtype=dtype)
+        for name, values in columns.items():
+            array[name] = values
+        return array
 
     def summary(self, by: str = "auto") -> dict[str, Any]:
         """Dataset-level summaries; see :func:`summarize`."""
@@ -155,6 +169,8 @@ _SUMMARY_FIELDS = (
     "extent_l2",
     "extent_drift",
     "null_dim",
+    "spectral_gap",
+    "rank_margin",
     "confidence",
 )
 
@@ -168,20 +184,25 @@ def _describe(values: np.ndarray) -> dict[str, float]:
     return {"q25": float(q25), "median": float(median), "q75": float(q75)}
 
 
+def _rate(outcomes: list[bool | None]) -> float:
+    """The share of True among the outcomes computed (not None); NaN when none was."""
+    computed = [bool(outcome) for outcome in outcomes if outcome is not None]
+    return float(np.mean(computed)) if computed else math.nan
+
+
 def _group_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     labelled = [r for r in records if r["label"] >= 0]
-    flipped = [r["flip_found"] for r in records]
     summary: dict[str, Any] = {
         "examples": len(records),
-        "accuracy": (
-            float(np.mean([r["label"] == r["prediction"] for r in labelled]))
-            if labelled
-            else math.nan
+        "accuracy": _rate([r["label"] == r["prediction"] for r in labelled]),
+        "flip_rate": _rate([r["flip_found"] for r in records]),
+        "pgd_l2_flip_rate": _rate(
+            [
+                None if math.isnan(r["pgd_l2_eps"]) else math.isfinite(r["pgd_l2_eps"])
+                for r in records
+            ]
         ),
-        "flip_rate": float(np.mean(flipped)) if records else math.nan,
-        "pgd_l2_flip_rate": float(np.mean([math.isfinite(r["pgd_l2_eps"]) for r in records]))
-        if records
-        else math.nan,
+        "class_kept_rate": _rate([r["extent_class_kept"] for r in records]),
     }
     for name in _SUMMARY_FIELDS:
         values = np.array([r[name] for r in records], dtype=np.float64)
@@ -193,10 +214,12 @@ def summarize(records: list[dict[str, Any]], by: str = "auto") -> dict[str, Any]
     """Overall and per-class summaries of audit records.
 
     Per group: ``examples``, ``accuracy`` (over labelled examples), ``flip_rate`` (share of
-    examples whose SiMExp walk flipped within the budget), ``pgd_l2_flip_rate``, and the
+    examples whose SiMExp walk flipped within the budget), ``pgd_l2_flip_rate``,
+    ``class_kept_rate`` (share of SiMEC walks that kept the class); a rate over a stage
+    that did not run is NaN ("not computed"), never 0. Then the
     quartiles (``q25``, ``median``, ``q75``) of the flip distances, attack radii, ratios, class
-    extent, drift, null dimension and confidence, over their finite values (a walk without a
-    flip counts in ``flip_rate``, not in the distance quartiles).
+    extent, drift, null dimension, spectral gap, rank margin and confidence, over their finite
+    values (a walk without a flip counts in ``flip_rate``, not in the distance quartiles).
 
     Args:
         records: audit records (see :data:`FIELDS`).
@@ -233,5 +256,5 @@ def _records_from_columns(columns: dict[str, Any], batch: int) -> list[dict[str,
         values = values.tolist() if isinstance(values, Tensor) else list(values)
         if len(values) != batch:
             raise RuntimeError(f"column {name!r} has {len(values)} values for {batch} examples")
-        lists[name] = [kind(v) for v in values]
+        lists[name] = [None if v is None else kind(v) for v in values]
     return [{name: lists[name][row] for name in FIELDS} for row in range(batch)]

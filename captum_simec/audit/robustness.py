@@ -209,8 +209,9 @@ class RobustnessAudit(AuditSettings):
         index = torch.arange(batch) if indices is None else torch.as_tensor(indices).long()
         if index.shape != (batch,):
             raise ValueError(f"`indices` must have shape ({batch},), got {tuple(index.shape)}.")
-        if self.domain is not None:
-            self.domain.bind((x.shape[1:],), x.dtype, x.device).check_inside(x.flatten(1))
+        if self.domain is not None:  # a rounding step outside the box is clipped onto it
+            bound = self.domain.bind((x.shape[1:],), x.dtype, x.device)
+            x = bound.check_inside(x.flatten(1)).view_as(x)
         return x, check_labels(labels, batch), index
 
     def _geometry(
@@ -218,6 +219,7 @@ class RobustnessAudit(AuditSettings):
     ) -> tuple[dict[str, Any], Tensor]:
         """The prediction, its confidence and margin, the spectrum's columns and the map."""
         outputs = classifier_logits(self.model, x, ())
+        check_labels(y, x.shape[0], num_classes=outputs.shape[1])
         prediction = outputs.argmax(dim=1)
         top2 = outputs.topk(2, dim=1).values
         spectrum = pullback_spectrum(
@@ -237,6 +239,7 @@ class RobustnessAudit(AuditSettings):
             "null_dim": spectrum.null_dim,
             "top_singular_value": spectrum.singular_values[:, 0],
             "spectral_gap": spectrum.spectral_gap,
+            "rank_margin": spectrum.rank_margin,
         }
         return columns, spectrum.robustness()
 
@@ -254,7 +257,7 @@ class RobustnessAudit(AuditSettings):
                 "extent_linf": nan,
                 "extent_path": nan,
                 "extent_drift": nan,
-                "extent_class_kept": [True] * batch,
+                "extent_class_kept": [None] * batch,
                 "extent_stop": ["skipped"] * batch,
             }
         walk = simec(
@@ -285,8 +288,8 @@ class RobustnessAudit(AuditSettings):
         if self.simexp_steps == 0:
             nan = torch.full((batch,), torch.nan, dtype=torch.float64)
             columns = {
-                "flip_found": [False] * batch,
-                "flip_class": [-1] * batch,
+                "flip_found": [None] * batch,
+                "flip_class": [None] * batch,
                 "flip_l2": nan,
                 "flip_linf": nan,
                 "flip_path": nan,
@@ -457,7 +460,7 @@ class RobustnessAudit(AuditSettings):
                     records += batch_records
                     maps.append(batch_maps)
                     skip.update(index[pending].tolist())
-                    flips += sum(r["flip_found"] for r in batch_records)
+                    flips += sum(r["flip_found"] is True for r in batch_records)
                 bar.update(len(index))
                 bar.set_postfix(audited=len(records), flipped=flips)
                 if limit is not None and len(records) >= limit:

@@ -7,6 +7,7 @@ ones. The defaults are class attributes (``AuditSettings.simec_steps`` is 20, an
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,64 @@ def _check_eps_max(
     return {k: check_positive(v, f"eps_max[{k!r}]") for k, v in eps_max.items()}
 
 
+def fingerprint(value: Any) -> Any:
+    """A JSON-compatible description of `value` that is the same in every process.
+
+    Plain values stay themselves; a tensor becomes its shape, dtype and a digest of its
+    values; a function its qualified name and a digest of its code, defaults and closure
+    (not its memory address, which `repr` shows); any other object its type and
+    fingerprinted attributes. A resumed audit compares the fingerprints of its settings.
+    """
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [fingerprint(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): fingerprint(item) for key, item in value.items()}
+    if isinstance(value, Tensor):
+        data = value.detach().cpu().contiguous()
+        digest = hashlib.sha256(data.numpy().tobytes() if data.numel() else b"").hexdigest()
+        return f"tensor{tuple(data.shape)} {data.dtype} sha256:{digest[:16]}"
+    return f"{_qualified_name(value)} sha256:{_digest(value)[:16]}"
+
+
+def _qualified_name(value: Any) -> str:
+    named = value if hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+
+
+def _digest(value: Any, depth: int = 0) -> str:
+    """sha256 of what defines `value`: code, defaults and closure of a function, the state
+    of a bound method's object, the attributes of any other object (a few levels deep)."""
+    parts: list[Any] = [_qualified_name(value)]
+    if depth < 4:
+        function = getattr(value, "__func__", value)
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            cells = [cell.cell_contents for cell in function.__closure__ or ()]
+            parts += [_code(code), function.__defaults__, cells, getattr(value, "__self__", None)]
+        elif hasattr(value, "__dict__") and not callable(getattr(value, "forward", None)):
+            parts.append(sorted(vars(value).items()))
+        parts = [_describe(part, depth) for part in parts]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _describe(part: Any, depth: int) -> Any:
+    if isinstance(part, list | tuple):
+        return [_describe(item, depth) for item in part]
+    if part is None or isinstance(part, str | bool | int | float | bytes):
+        return part
+    if isinstance(part, Tensor):
+        return fingerprint(part)
+    return _digest(part, depth + 1)
+
+
+def _code(code: Any) -> list[Any]:
+    """A code object's bytecode, names and constants (nested code objects included)."""
+    constants = [_code(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
+    return [code.co_code, code.co_names, constants]
+
+
 @dataclass(kw_only=True, eq=False)
 class AuditSettings:
     """The settings of a :class:`~captum_simec.audit.RobustnessAudit` that determine its records.
@@ -134,12 +193,11 @@ class AuditSettings:
         def bound(value: Any) -> Any:
             return value.tolist() if isinstance(value, Tensor) else value
 
-        metric = self.output_metric
         return {
             "domain": None
             if self.domain is None
             else [bound(self.domain.lower), bound(self.domain.upper), self.domain.constraint],
-            "output_metric": metric if isinstance(metric, str) else repr(metric),
+            "output_metric": fingerprint(self.output_metric),
             "simec_steps": self.simec_steps,
             "simec_step_size": self.simec_step_size,
             "max_drift": self.max_drift,

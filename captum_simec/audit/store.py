@@ -21,11 +21,39 @@ from torch import Tensor
 
 from captum_simec.audit.records import AuditResult
 
-__all__ = ["load_audit"]
+__all__ = ["ChangedSettingsError", "ExistingAuditError", "load_audit"]
 
 _MAP_KEYS = ("input", "robustness", "flip")
 _RECORDS_FILE = "records.jsonl"
 _SETTINGS_FILE = "settings.json"
+
+
+class ExistingAuditError(FileExistsError):
+    """The output folder already holds audited examples and the audit does not resume."""
+
+    def __init__(self, folder: str | os.PathLike, count: int) -> None:
+        self.folder, self.count = str(folder), count
+        super().__init__(
+            f"{folder} already holds {count} audited examples; pass resume=True (--resume) to "
+            "continue that audit, or choose an empty output folder."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled to the other ranks as it is
+        return type(self), (self.folder, self.count)
+
+
+class ChangedSettingsError(ValueError):
+    """A resumed audit's settings differ from those stored in its output folder."""
+
+    def __init__(self, folder: str | os.PathLike, changed: list[str]) -> None:
+        self.folder, self.changed = str(folder), list(changed)
+        super().__init__(
+            f"{folder} was audited with different settings ({', '.join(changed)}); resume "
+            "with the same settings, or audit into a new folder."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.folder, self.changed)
 
 
 class _ShardStore:
@@ -119,26 +147,22 @@ def _prepare_output(out: str | os.PathLike, settings: dict[str, Any], resume: bo
     """Checks and initialises an output folder; returns the indices already audited there.
 
     Raises:
-        FileExistsError: `out` already holds audit records and ``resume`` is False.
-        ValueError: resuming a folder audited with different settings.
+        ExistingAuditError: `out` already holds audit records and ``resume`` is False (a
+            `FileExistsError`).
+        ChangedSettingsError: resuming a folder audited with different settings (a
+            `ValueError`).
     """
     out = Path(out)
     done = _completed_indices(out) if out.exists() else set()
     settings_path = out / _SETTINGS_FILE
     if done and not resume:
-        raise FileExistsError(
-            f"{out} already holds {len(done)} audited examples; pass resume=True (--resume) to "
-            "continue that audit, or choose an empty output folder."
-        )
+        raise ExistingAuditError(out, len(done))
     if resume and settings_path.exists():
         saved = json.loads(settings_path.read_text())
         current = json.loads(json.dumps(settings))
         changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if changed:
-            raise ValueError(
-                f"{out} was audited with different settings ({', '.join(changed)}); resume "
-                "with the same settings, or audit into a new folder."
-            )
+            raise ChangedSettingsError(out, changed)
     out.mkdir(parents=True, exist_ok=True)
     temporary = settings_path.with_suffix(f".tmp{os.getpid()}")
     temporary.write_text(json.dumps(settings, indent=1))

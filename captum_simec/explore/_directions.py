@@ -72,7 +72,7 @@ class NullPolicy(DirectionPolicy):
     def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         if self.isotropic:
             counts = spectrum.null_dim
-            directions = spectrum.null_direction(view.noise)
+            directions = spectrum.null_direction(view.noise, view.redraw)
         else:
             directions, counts = self._eigenvectors(spectrum, view.noise)
         curves = counts.to(directions.device) == 1

@@ -11,8 +11,11 @@ from torch import Tensor
 
 from captum_simec import _compat
 from captum_simec._outputs import check_output
+from captum_simec.geometry import model_outputs
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric
-from captum_simec.geometry.spectrum import PullbackSpectrum, pullback_spectrum
+from captum_simec.geometry.pullback import pullback_spectrum
+from captum_simec.geometry.spectrum import PullbackSpectrum
+from captum_simec.geometry.tolerance import saturation_recorded
 
 __all__ = ["FlatModel", "FlatOutputs", "flat_free"]
 
@@ -118,9 +121,9 @@ class FlatModel:
         return _compat.index_additional_forward_args(self.args, rows, self.batch)
 
     def outputs(self, flat: Tensor, rows: Tensor) -> Tensor:
-        """Flat outputs (len(rows), m) at the points `flat`, without a graph."""
-        with torch.no_grad():
-            return self.forward(*self.structure(flat), *self._args(rows))
+        """Flat outputs (len(rows), m) at the points `flat`, detached, computed as the
+        Jacobians are (`model_outputs`: the walk's drift, classes and stops compare them)."""
+        return model_outputs(self.forward, self.structure(flat), self._args(rows))
 
     def spectrum(
         self, flat: Tensor, rows: Tensor, metric: OutputMetric, target: Tensor | None
@@ -135,12 +138,13 @@ class FlatModel:
             self._full += 1
         else:
             self._partial[rows.cpu()] += 1
-        return pullback_spectrum(
-            self.forward,
-            self.structure(flat),
-            output_metric=metric,
-            target=target,
-            additional_forward_args=self._args(rows),
-            free=None if self.free is None else self.free[rows],
-            **self.geometry,
-        )
+        with saturation_recorded():  # the walk records the rank at every point
+            return pullback_spectrum(
+                self.forward,
+                self.structure(flat),
+                output_metric=metric,
+                target=target,
+                additional_forward_args=self._args(rows),
+                free=None if self.free is None else self.free[rows],
+                **self.geometry,
+            )

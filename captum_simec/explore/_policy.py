@@ -23,6 +23,7 @@ that validates its arguments and calls `run_walk` (docs/architecture.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -93,11 +94,16 @@ class StepView:
         previous: each one's last step vector, zero before the first (active, n); only its
             direction matters (the policies use the sign of its dot product).
         noise: the step's random draws (`DirectionPolicy.noise`), or None.
+        redraw: fresh draws of `noise` for the examples in a bool mask over `rows`, from
+            their own generators (for a draw that turns out to give no direction, e.g. one
+            lying almost in the range space); a policy writes them into `noise`, so that a
+            re-proposal uses them too.
     """
 
     rows: Tensor
     previous: Tensor
     noise: Tensor | None = None
+    redraw: Callable[[Tensor], Tensor] | None = None
 
 
 class DirectionPolicy:

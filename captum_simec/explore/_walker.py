@@ -193,7 +193,11 @@ class Walker:
         (reason "domain") finish here and leave `step`.
         """
         noise = self.policy.noise(self.rng, step.rows, step.spectrum, self.context)
-        view = StepView(step.rows, _take(self.previous, step.rows), noise)
+
+        def redraw(mask: Tensor) -> Tensor:
+            return self.policy.noise(self.rng, step.rows[mask], step.spectrum, self.context)
+
+        view = StepView(step.rows, _take(self.previous, step.rows), noise, redraw)
         proposal = self.policy.propose(step.spectrum, view, self.context)
         freezes = self.bound is not None and self.bound.freezes
         if freezes:
@@ -327,10 +331,20 @@ class Walker:
         changed = after != before
         on_rank_change = self.options.on_rank_change
         if on_rank_change == "warn" and changed.any():
+            gaps = [
+                f"{b} (gap {g:.3g}) -> {a} (gap {h:.3g})"
+                for b, g, a, h in zip(
+                    before[changed].tolist()[:10],
+                    step.spectrum.spectral_gap[changed].tolist()[:10],
+                    after[changed].tolist()[:10],
+                    step.new_spectrum.spectral_gap[changed].tolist()[:10],
+                    strict=True,
+                )
+            ]
             warnings.warn(
                 f"The rank of the pullback metric changed at step {taken} for examples "
-                f"{rows[changed].tolist()[:10]}: {before[changed].tolist()[:10]} -> "
-                f"{after[changed].tolist()[:10]} (a region boundary was crossed; "
+                f"{rows[changed].tolist()[:10]}: {', '.join(gaps)} (a region boundary was "
+                "crossed, or, with a spectral gap near 1, a close call of the rank tolerance; "
                 "on_rank_change='stop' stops there).",
                 RankChangeWarning,
                 stacklevel=_WARNING_STACKLEVEL,

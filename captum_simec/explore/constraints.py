@@ -28,7 +28,7 @@ from itertools import accumulate
 import torch
 from torch import Tensor
 
-__all__ = ["CONSTRAINTS", "ULPS", "BoundBox", "Box", "as_box"]
+__all__ = ["CONSTRAINTS", "ULPS", "BoundBox", "Box", "as_box", "rounding_tolerance"]
 
 CONSTRAINTS = ("freeze", "clamp")
 
@@ -65,6 +65,19 @@ def _as_parts(bound: BoundsType, count: int, name: str) -> tuple[Tensor, ...]:
             raise ValueError(f"`domain` {name} must be finite real numbers.")
         tensors.append(tensor.double())
     return tuple(tensors)
+
+
+def rounding_tolerance(
+    lower: Tensor | None, upper: Tensor | None, dtype: torch.dtype, bound_eps: float = 0.0
+) -> Tensor:
+    """How far outside a bound a point may lie and count as on it: `ULPS` units in the last
+    place of the box's scale `max(|lower|, |upper|)`, in the coarser of `dtype` and the
+    bounds' own precision `bound_eps` (a missing side counts as 0).
+    """
+    eps = max(torch.finfo(dtype).eps, bound_eps)
+    sides = [side.abs() for side in (lower, upper) if side is not None]
+    scale = torch.maximum(*sides) if len(sides) == 2 else sides[0]
+    return ULPS * eps * scale
 
 
 def _precision(bound: BoundsType) -> float:
@@ -140,8 +153,8 @@ class Box:
             return torch.cat(pieces).to(device=device, dtype=dtype)
 
         lower, upper = flat(self.lower, "lower"), flat(self.upper, "upper")
-        eps = max(torch.finfo(dtype).eps, _precision(self.lower), _precision(self.upper))
-        tolerance = ULPS * eps * torch.maximum(lower.abs(), upper.abs())
+        precision = max(_precision(self.lower), _precision(self.upper))
+        tolerance = rounding_tolerance(lower, upper, dtype, precision)
         return BoundBox(lower, upper, self.constraint, tolerance, tuple(input_shapes))
 
     def __repr__(self) -> str:
@@ -188,6 +201,12 @@ class BoundBox:
         scale = torch.maximum(self.lower.abs(), self.upper.abs()).clamp_min(1.0)
         return 64 * torch.finfo(self.lower.dtype).eps * scale
 
+    def outside(self, flat: Tensor) -> Tensor:
+        """Which points (batch, n) lie farther than `tolerance` outside the box (batch,)."""
+        excess = torch.maximum(self.lower - flat, flat - self.upper)
+        allowed = 0.0 if self.tolerance is None else self.tolerance
+        return (excess > allowed).any(dim=1)
+
     def check_inside(self, flat: Tensor) -> Tensor:
         """Start points (batch, n) clipped onto the box, if they lie within `tolerance` of it.
 
@@ -195,10 +214,9 @@ class BoundBox:
             ValueError: some coordinate lies farther than `tolerance` outside the box; the
                 message names the examples, their farthest feature and how far out it lies.
         """
-        excess = torch.maximum(self.lower - flat, flat - self.upper)
-        allowed = 0.0 if self.tolerance is None else self.tolerance
-        outside = (excess > allowed).any(dim=1)
+        outside = self.outside(flat)
         if outside.any():
+            excess = torch.maximum(self.lower - flat, flat - self.upper)
             raise ValueError(self._outside_message(flat, excess, outside))
         return self.clamp(flat)
 

@@ -35,6 +35,7 @@ from captum_simec.explore.constraints import Box
 from captum_simec.explore.corrector import Corrector, gauss_newton_step
 from captum_simec.explore.options import DEFAULTS, WalkOptions
 from captum_simec.explore.walk import Walk
+from captum_simec.geometry import model_outputs
 from captum_simec.geometry.spectrum import PullbackSpectrum
 
 __all__ = ["Preimage", "preimage"]
@@ -166,8 +167,7 @@ def preimage(
     formatted = _compat.format_inputs(inputs)
     args = _compat.format_additional_forward_args(additional_forward_args)
     batch = formatted[0].shape[0]
-    with torch.no_grad():
-        first = check_output(forward_func(*formatted, *(args or ())), batch)
+    first = check_output(model_outputs(forward_func, formatted, args), batch)
     if first.reshape(batch, -1).shape[1] != 1:
         shape = tuple(first.shape)
         raise ValueError(

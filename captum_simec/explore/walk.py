@@ -179,6 +179,18 @@ class Walk:
         return self._at_stop(self.drift)
 
     @property
+    def spectral_gap(self) -> Tensor:
+        """`s_r / s_{r+1}` at each point (T+1, batch): how clear each rank decision was.
+
+        inf where nothing was discarded, 0 where the rank is 0, NaN after an example stopped.
+        """
+        smallest, largest = self.smallest_retained, self.largest_discarded
+        ratio = smallest / largest.clamp_min(torch.finfo(largest.dtype).tiny)
+        gap = torch.where(largest > 0, ratio, torch.inf)
+        gap = torch.where(self.rank == 0, 0.0, gap)
+        return torch.where(self.rank < 0, torch.nan, gap)
+
+    @property
     def rank_changes(self) -> Tensor:
         """How many times the rank changed from one point to the next, per example (batch,)."""
         valid = (self.rank[1:] >= 0) & (self.rank[:-1] >= 0)
@@ -204,7 +216,9 @@ class Walk:
             "final_class": self.final_class.tolist(),
             "class_changed": self.class_changed.tolist(),
             "start_rank": self.rank[0].tolist(),
+            "start_spectral_gap": self.spectral_gap[0].tolist(),
             "final_rank": final_rank.tolist(),
+            "final_spectral_gap": self._at_stop(self.spectral_gap).tolist(),
             "rank_changes": self.rank_changes.tolist(),
             "jacobian_evaluations": self.jacobian_evaluations.tolist(),
             "corrector_iterations": self.corrector_iterations.tolist(),
@@ -233,7 +247,15 @@ class Walk:
                 f"pseudolength max {self.pseudolength.max().item():.3g}",
                 f"class changed: {int(self.class_changed.sum())} of {self.batch_size}; "
                 f"rank changes: {int((self.rank_changes > 0).sum())} example(s)",
+                f"rank at the start: {_span(self.rank[0].tolist())}, spectral gap "
+                f"{_span(self.spectral_gap[0].tolist(), '.3g')} (near 1: a close call)",
                 f"Jacobians per example: max {int(self.jacobian_evaluations.max())} "
                 f"(corrector updates: {int(self.corrector_iterations.sum())})",
             ]
         )
+
+
+def _span(values: list[float], spec: str = "d") -> str:
+    """`a` when all values are equal, else `a to b` (for a summary line)."""
+    low, high = min(values), max(values)
+    return f"{low:{spec}}" if low == high else f"{low:{spec}} to {high:{spec}}"

@@ -1,6 +1,7 @@
 """Geometry core: batched Jacobians, output metrics, the pullback-metric spectrum and its
 randomised estimates for many outputs."""
 
+from captum_simec.geometry._modules import model_outputs
 from captum_simec.geometry.jacobian import (
     JACOBIAN_METHODS,
     PulledBackFactor,
@@ -23,13 +24,14 @@ from captum_simec.geometry.metrics import (
     as_probabilities,
     resolve_output_metric,
 )
+from captum_simec.geometry.pullback import pullback_spectrum
 from captum_simec.geometry.randomized import (
     LeadingDirections,
     RelevanceEstimate,
     hutchinson_relevance,
     randomized_range,
 )
-from captum_simec.geometry.spectrum import PullbackSpectrum, factorise, pullback_spectrum
+from captum_simec.geometry.spectrum import PullbackSpectrum, factorise
 
 __all__ = [
     "JACOBIAN_METHODS",
@@ -54,6 +56,7 @@ __all__ = [
     "jacobian",
     "layer_function",
     "layer_representation",
+    "model_outputs",
     "pullback_factor",
     "pullback_spectrum",
     "randomized_range",

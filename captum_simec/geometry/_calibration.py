@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["CALIBRATED", "cached_path", "calibrate", "time_paths"]
+__all__ = ["CALIBRATED", "cached_path", "cached_reason", "calibrate", "time_paths"]
 
 #: the paths `auto` times against each other when neither one row nor forward mode decides.
 CALIBRATED = ("replicate", "batched_grad")
@@ -31,6 +31,8 @@ _ROUNDS = 3
 _BUDGET_S = 0.25
 #: the choice per model (weakly referenced, so it goes with the model) and call signature.
 _CHOICES: weakref.WeakKeyDictionary[Any, dict[tuple, str]] = weakref.WeakKeyDictionary()
+#: why the calibrated path is "replicate" where the other path failed (same keys).
+_REASONS: weakref.WeakKeyDictionary[Any, dict[tuple, str]] = weakref.WeakKeyDictionary()
 
 
 def cached_path(owner: Any, signature: tuple) -> str:
@@ -45,38 +47,58 @@ def cached_path(owner: Any, signature: tuple) -> str:
         return "batched_grad"
 
 
+def cached_reason(owner: Any, signature: tuple) -> str | None:
+    """Why the cached path for `owner` and `signature` is ``"replicate"``: the error of the
+    path that failed when it was calibrated (None when it was merely faster)."""
+    try:
+        return _REASONS.get(owner, {}).get(signature)
+    except TypeError:
+        return None
+
+
 def calibrate(
     run: Callable[[str], Tensor], owner: Any, signature: tuple, fallback: Callable[[], Tensor]
 ) -> tuple[str, Tensor]:
     """Times `run(path)` for each of `CALIBRATED`, caches the fastest, returns it and its result.
 
     Where no path runs cleanly, `fallback()` runs (so that the model's own error surfaces)
-    and nothing is cached.
+    and nothing is cached. Where a path failed, `cached_reason` says why.
     """
-    timed = time_paths(run, CALIBRATED, _ROUNDS, _BUDGET_S)
+    failures: dict[str, str] = {}
+    timed = time_paths(run, CALIBRATED, _ROUNDS, _BUDGET_S, failures)
     if not timed:
         return "replicate", fallback()
     best = min(timed, key=lambda path: timed[path][0])
     _CHOICES.setdefault(owner, {})[signature] = best
+    if failures:
+        reason = "; ".join(f"{path} failed ({error})" for path, error in failures.items())
+        _REASONS.setdefault(owner, {})[signature] = reason[:300]
     return best, timed[best][1]
 
 
 def time_paths(
-    run: Callable[[str], Any], paths: Sequence[str], repeats: int, budget: float = math.inf
+    run: Callable[[str], Any],
+    paths: Sequence[str],
+    repeats: int,
+    budget: float = math.inf,
+    failures: dict[str, str] | None = None,
 ) -> dict[str, tuple[float, Any]]:
     """Per path, the shortest CPU time of `repeats` warm runs of `run(path)`, and a result.
 
     Every path first runs once to warm up; a path that raises or warns (e.g. vmap's slow
-    fallback) is left out. The timed runs then take turns, so that a change in the load of
-    the machine hits every path alike, and the shortest run is the least disturbed one.
-    When every warm-up run takes longer than `budget` seconds, the warm-up times decide.
+    fallback) is left out, with its error in `failures` (if given). The timed runs then take
+    turns, so that a change in the load of the machine hits every path alike, and the
+    shortest run is the least disturbed one. When every warm-up run takes longer than
+    `budget` seconds, the warm-up times decide.
     """
     timings: dict[str, list[float]] = {}
     results: dict[str, Any] = {}
     for path in paths:
         try:
             seconds, results[path] = _timed(run, path)
-        except Exception:  # the path does not apply to this model or metric
+        except Exception as error:  # the path does not apply to this model or metric
+            if failures is not None:
+                failures[path] = f"{type(error).__name__}: {error}"
             continue
         timings[path] = [seconds]
     if timings and min(min(t) for t in timings.values()) <= budget:

@@ -30,8 +30,19 @@ from torch import Tensor
 
 from captum_simec._compat import index_additional_forward_args
 from captum_simec._outputs import check_output
-from captum_simec.geometry._calibration import cached_path, calibrate, time_paths
-from captum_simec.geometry._modules import adapters, check_eval_mode, cudnn_for, module_of
+from captum_simec.geometry._calibration import (
+    cached_path,
+    cached_reason,
+    calibrate,
+    time_paths,
+)
+from captum_simec.geometry._modules import (
+    adapters,
+    check_eval_mode,
+    cudnn_for,
+    forward_pass,
+    module_of,
+)
 from captum_simec.geometry.cost import warn_if_costly
 from captum_simec.geometry.metrics import EuclideanMetric, OutputMetric
 
@@ -284,24 +295,25 @@ def _pullback_factor(
     batch = inputs[0].shape[0]
     key = _owner_and_signature(forward_func, inputs)
     cached = cached_path(*key) if method == "auto" else None  # "auto": not calibrated yet
-    # keep the first forward's graph only for the paths that differentiate through it
-    use_graph = (
-        method in _GRAPH_METHODS
-        and cached != "replicate"
-        and (internal_batch_size is None or batch <= internal_batch_size)
-    )
     started = time.perf_counter()
-    with torch.enable_grad() if use_graph else torch.no_grad():
-        leaves = tuple(x.detach().requires_grad_(use_graph) for x in inputs)
-        output = forward_func(*leaves, *(additional_forward_args or ()))
+    leaves, output = forward_pass(forward_func, inputs, additional_forward_args)
+    with torch.enable_grad():  # the flattening view is part of the graph
         flat = _flat_outputs(output, batch)
     forward_seconds = time.perf_counter() - started
-    if use_graph:
-        _require_graph(flat)
     _check_finite_outputs(flat.detach())
     target_index = target(output.shape) if callable(target) else target
     rows = metric.for_output(tuple(output.shape[1:])).cotangents(flat.detach(), target_index)
     p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
+    # keep the first forward's graph only for the paths that differentiate through it
+    use_graph = (
+        method in _GRAPH_METHODS
+        and (cached != "replicate" or p == 1)
+        and (internal_batch_size is None or batch <= internal_batch_size)
+    )
+    if use_graph:
+        _require_graph(flat)
+    else:  # the path runs forward passes of its own: drop this one's graph
+        output, flat = output.detach(), flat.detach()
     warn_if_costly(p, n, batch, inputs[0].dtype, forward_seconds)
     job = _Job(
         forward_func, inputs, additional_forward_args, rows, internal_batch_size, leaves, flat
@@ -313,8 +325,13 @@ def _pullback_factor(
             *key,
             fallback=lambda: job.factor("replicate"),
         )
+        fallback = cached_reason(*key) if chosen == "replicate" else None
     else:
+        if fallback is None and method == "auto" and cached == chosen == "replicate":
+            fallback = cached_reason(*key)  # calibrated where the other path failed
         chosen, factor, fallback = _run_path(job, chosen, method, fallback)
+    if method == "auto":
+        _warn_if_replicating(job, chosen, fallback)
     return PulledBackFactor(
         outputs=output.detach(),
         factor=factor.detach(),
@@ -371,6 +388,25 @@ def _run_path(
                 stacklevel=4,
             )
         return "replicate", job.factor("replicate"), reason
+
+
+def _warn_if_replicating(job: _Job, chosen: str, reason: str | None) -> None:
+    """Warns when ``"auto"`` fell back to ``"replicate"`` unbounded: p copies of the batch.
+
+    Not when `internal_batch_size` bounds the pairs per pass (the user bounded the memory)
+    or when ``"replicate"`` was chosen for its speed (no `reason`).
+    """
+    p = job.rows.shape[1]
+    if chosen != "replicate" or reason is None or job.chunk is not None or p == 1:
+        return
+    warnings.warn(
+        f"jacobian_method='auto' computes this factor by 'replicate' because {reason}. "
+        f"It runs the model on {p} copies of every example at once (about {p}x the "
+        "activation memory of one forward pass): pass internal_batch_size to bound the "
+        "(example, row) pairs per pass, or jacobian_method='replicate' to choose it yourself. "
+        "The reason is also in the result's `fallback_reason`.",
+        stacklevel=5,
+    )
 
 
 def _owner_and_signature(

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from captum_simec.geometry._modules import model_outputs
+
 __all__ = ["ThroughLayer", "layer_function", "layer_representation"]
 
 
@@ -63,8 +65,16 @@ def layer_representation(
 
     handle = _hook(layer, attribute_to_layer_input, capture_input, capture_output)
     try:
-        with torch.no_grad():
-            forward_func(*inputs, *(additional_forward_args or ()))
+        model_outputs(forward_func, inputs, additional_forward_args)  # as the Jacobians see h
+    except RuntimeError as error:
+        integers = [str(x.dtype) for x in inputs if not x.is_floating_point()]
+        if not integers:
+            raise
+        raise TypeError(
+            f"`inputs` hold integers ({', '.join(integers)}) and forward_func failed on them "
+            f"({error}). Integer inputs are token ids for a model whose `layer` turns them "
+            "into vectors (its embedding); pass floating-point inputs otherwise."
+        ) from error
     finally:
         handle.remove()
     if len(captured) != 1:

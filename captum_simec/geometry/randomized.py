@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec.geometry._modules import model_outputs
 from captum_simec.geometry.jacobian import check_eval_mode, pullback_factor
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric, resolve_output_metric
 
@@ -180,8 +181,7 @@ def _problem(
     args = _compat.format_additional_forward_args(additional_forward_args)
     metric = resolve_output_metric(output_metric)
     check_eval_mode(forward_func)
-    with torch.no_grad():
-        output = forward_func(*formatted, *(args or ()))
+    output = model_outputs(forward_func, formatted, args)
     if not isinstance(output, Tensor) or output.dim() == 0:
         raise TypeError("forward_func must return a tensor with the batch as dim 0.")
     flat = output.reshape(output.shape[0], -1)

@@ -8,28 +8,26 @@ cost O(n r) per vector: the n x n matrix is never formed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec._outputs import OutputSpec, select_output
-from captum_simec.geometry.jacobian import pullback_factor
-from captum_simec.geometry.layer import layer_function
-from captum_simec.geometry.metrics import OutputMetric, resolve_output_metric
 from captum_simec.geometry.tolerance import (
     default_rtol,
-    noise_floor,
     warn_if_unresolved,
     working_dtype,
 )
 
-__all__ = ["PullbackSpectrum", "factorise", "pullback_spectrum", "unit"]
+__all__ = ["PullbackSpectrum", "factorise", "unit"]
 
 SOLVERS = ("auto", "gram", "svd")
+#: most new draws for a null direction whose draw lay almost in the range space.
+_REDRAWS = 64
 # fields that `PullbackSpectrum.from_factor` computes or takes as arguments
 _FACTORISATION_FIELDS = (
     "factor",
@@ -119,6 +117,8 @@ class PullbackSpectrum:
         is_inputs_tuple: whether the inputs were given as a tuple.
         target: flat target index per example, or None.
         jacobian_method: the Jacobian path that ran.
+        fallback_reason: why that path replaced the one asked for (``"auto"`` included:
+            e.g. the vmap-based path failed on this model), or None.
         free: bool mask (batch, n) of coordinates allowed to move, or None (all free).
         rtol, atol, solver: the rank tolerance and solver used (kept for `restrict`).
     """
@@ -133,6 +133,7 @@ class PullbackSpectrum:
     is_inputs_tuple: bool
     target: Tensor | None = None
     jacobian_method: str = "auto"
+    fallback_reason: str | None = None
     free: Tensor | None = None
     rtol: float | None = None
     atol: float = 0.0
@@ -322,13 +323,33 @@ class PullbackSpectrum:
         flat = self._restrict(self.flatten(vectors))
         return flat - self.project_range(flat)
 
-    def null_direction(self, noise: Tensor) -> Tensor:
+    def null_direction(
+        self, noise: Tensor, redraw: Callable[[Tensor], Tensor] | None = None
+    ) -> Tensor:
         """Unit null directions `P_N z / ||P_N z||` (batch, n) from draws `z` (batch, n).
 
         Gaussian `z` gives directions uniform on the null sphere. Examples whose null space
-        is trivial get the zero vector.
+        is trivial get the zero vector. A draw that lies almost in the range space, with
+        `||P_N z|| <= sqrt(eps) ||z||`, has a null part made of the projection's rounding
+        errors, whose direction is not in the null space: `redraw(mask)` returns new draws
+        for the examples in the bool `mask` (batch,), written into `noise` (up to
+        `_REDRAWS` times); without `redraw` (or if every redraw fails) they get zero.
         """
-        return _normalise(self.project_null(noise), self.null_dim > 0)
+        null = self.project_null(noise)
+        weak = self._null_is_rounding(noise, null)
+        for _ in range(_REDRAWS if redraw is not None else 0):
+            if not weak.any():
+                break
+            noise[weak] = redraw(weak).to(noise.dtype)
+            null = self.project_null(noise)
+            weak = self._null_is_rounding(noise, null)
+        return _normalise(null, (self.null_dim > 0) & ~weak)
+
+    def _null_is_rounding(self, noise: Tensor, null: Tensor) -> Tensor:
+        """Draws whose null part `null` is below `sqrt(eps) ||z||` (batch,): rounding noise."""
+        size = self._restrict(self.flatten(noise)).norm(dim=1)
+        eps = torch.finfo(self.right_vectors.dtype).eps
+        return (self.null_dim > 0) & (null.norm(dim=1) <= math.sqrt(eps) * size)
 
     def range_direction(self, coefficients: Tensor, weighted: bool = False) -> Tensor:
         """Unit range directions `V c / ||V c||` (batch, n) from coefficients `c` (batch, p).
@@ -352,7 +373,10 @@ class PullbackSpectrum:
 
     def sample_null(self, generator: torch.Generator | None = None) -> Tensor:
         """Unit vectors uniform on the null sphere (batch, n) (see `null_direction`)."""
-        return self.null_direction(self._gaussian(generator, self.num_features))
+        n = self.num_features
+        return self.null_direction(
+            self._gaussian(generator, n), lambda rows: self._gaussian(generator, n)[rows]
+        )
 
     def sample_range(
         self, generator: torch.Generator | None = None, weighted: bool = False
@@ -390,94 +414,3 @@ def unit(vectors: Tensor) -> Tensor:
 def _normalise(direction: Tensor, valid: Tensor) -> Tensor:
     """Unit rows where `valid` (batch,), zero rows elsewhere."""
     return torch.where(valid.unsqueeze(1), unit(direction), 0.0)
-
-
-def pullback_spectrum(
-    forward_func: Callable[..., Any],
-    inputs: Tensor | tuple[Tensor, ...],
-    *,
-    output_metric: str | OutputMetric | Tensor | Callable[[Tensor], Tensor] = "euclidean",
-    target: _compat.TargetType = None,
-    additional_forward_args: Any = None,
-    layer: nn.Module | None = None,
-    attribute_to_layer_input: bool = False,
-    free: Tensor | None = None,
-    rtol: float | None = None,
-    atol: float = 0.0,
-    solver: str = "auto",
-    jacobian_method: str = "auto",
-    internal_batch_size: int | None = None,
-    output: OutputSpec = None,
-) -> PullbackSpectrum:
-    """Spectrum of the pullback metric `g(x) = J(x)^T G J(x)` for a batch of inputs.
-
-    Args:
-        forward_func: model or function, called as `forward_func(*inputs, *additional_args)`.
-        inputs: a tensor or tuple of tensors, batch first, any trailing shape.
-        output_metric: "euclidean" (default, the papers' `G = I`), "target", "margin",
-            "topk", "fisher", an (m, m) PSD tensor, a callable of the flattened outputs, or
-            an `OutputMetric`.
-        target: Captum target (int, tuple, tensor, list); needed by "target" and "margin".
-        additional_forward_args: extra arguments for `forward_func`, as in Captum.
-        layer: if given, the metric is pulled back to this module's output (or input with
-            `attribute_to_layer_input`): the map from that representation to the output.
-        free: bool mask (batch, n) of coordinates allowed to move; the null space is then
-            that of `J` restricted to them (used by domain constraints).
-        rtol: relative rank tolerance; default `10 sqrt(p) eps(dtype)`, the error of the
-            computed factor, plus a rank-0 verdict for Jacobians of pure rounding noise
-            (`captum_simec.geometry.tolerance`). Passing `rtol` sets `max(rtol s_max, atol)`
-            exactly.
-        atol: absolute floor of the rank tolerance.
-        solver: "auto", "gram" (eigh of `A A^T`, fast) or "svd".
-        jacobian_method: see `captum_simec.geometry.jacobian`.
-        internal_batch_size: most (example, output row) pairs per backward pass.
-        output: the tensor to explain when the model returns a ModelOutput, dict or tuple:
-            a key or attribute (``"logits"``), a position, or a callable of the output.
-
-    Returns:
-        A `PullbackSpectrum`.
-    """
-    forward_func = select_output(forward_func, output)
-    is_tuple = _compat.is_tuple(inputs)
-    formatted = _compat.format_inputs(inputs, integers=layer is not None)
-    args = _compat.format_additional_forward_args(additional_forward_args)
-    metric = resolve_output_metric(output_metric)
-    device = formatted[0].device
-    if layer is not None:
-        forward_func, formatted, args = layer_function(
-            forward_func, layer, formatted, args, attribute_to_layer_input
-        )
-        is_tuple = False
-    flat_n = sum(x[0].numel() for x in formatted)
-    if free is not None and (
-        free.dtype != torch.bool or free.shape != (formatted[0].shape[0], flat_n)
-    ):
-        raise ValueError(
-            f"`free` must be a bool tensor of shape (batch, n) = "
-            f"{(formatted[0].shape[0], flat_n)}, got {free.dtype} {tuple(free.shape)}."
-        )
-    pulled = pullback_factor(
-        forward_func,
-        formatted,
-        metric,
-        lambda shape: _compat.target_to_flat_indices(target, shape, device),
-        args,
-        jacobian_method,
-        internal_batch_size,
-    )
-    floor = None
-    if rtol is None:
-        floor = noise_floor(pulled.outputs, pulled.cotangents, formatted, pulled.factor.dtype)
-    return PullbackSpectrum.from_factor(
-        pulled.factor,
-        rtol,
-        atol,
-        solver,
-        free,
-        floor,
-        outputs=pulled.outputs,
-        input_shapes=_compat.feature_shapes(formatted),
-        is_inputs_tuple=is_tuple,
-        target=pulled.target,
-        jacobian_method=pulled.method,
-    )

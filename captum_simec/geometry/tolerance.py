@@ -18,13 +18,24 @@ the input) decides that such a Jacobian has rank 0.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
-__all__ = ["RANK_SAFETY", "default_rtol", "noise_floor", "working_dtype"]
+__all__ = [
+    "RANK_SAFETY",
+    "SaturationWarning",
+    "default_rtol",
+    "noise_floor",
+    "saturation_recorded",
+    "warn_if_saturated",
+    "working_dtype",
+]
 
 RANK_SAFETY = 10.0
 """c: the default tolerance is `c sqrt(p) eps s_max`; measured errors reach 1.6 (float32)."""
@@ -84,5 +95,43 @@ def warn_if_unresolved(singular: Tensor, tolerance: Tensor, dtype: torch.dtype) 
             "rank may be off there. Run the model in float32 (model.float() and float32 "
             "inputs) for a reliable rank; `spectral_gap` and `rank_margin` show how close "
             "each decision was.",
+            stacklevel=3,
+        )
+
+
+class SaturationWarning(UserWarning):
+    """The Jacobian is zero (rank 0) at an example: every score there is trivial."""
+
+
+_QUIET = threading.local()  # .depth: nesting of `saturation_recorded` in this thread
+
+
+@contextlib.contextmanager
+def saturation_recorded() -> Iterator[None]:
+    """Within it, this thread's `warn_if_saturated` stays silent: for callers that record
+    the rank themselves (a walk keeps it at every point and must not warn at every step)."""
+    _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.depth -= 1
+
+
+def warn_if_saturated(rank: Tensor, free: Tensor | None = None) -> None:
+    """Warns when some example with a free coordinate has rank 0 (`J = 0` to rounding),
+    unless inside `saturation_recorded`."""
+    if getattr(_QUIET, "depth", 0):
+        return
+    saturated = rank == 0 if free is None else (rank == 0) & free.any(dim=1)
+    if saturated.any():
+        examples = saturated.nonzero().flatten().tolist()
+        shown = f"{examples[:10]}{' ...' if len(examples) > 10 else ''}"
+        warnings.warn(
+            f"The Jacobian is zero (rank 0) at examples {shown}: the model is saturated "
+            "there (dead ReLUs, a softmax at 0 or 1, a clamp) or its output does not "
+            "depend on the inputs, so relevance is 0 and robustness 1 for every feature, "
+            "and the class fills a whole neighbourhood. Prefer logits or log-probabilities "
+            "to probabilities, and check the inputs' scale.",
+            SaturationWarning,
             stacklevel=3,
         )

@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from captum_simec.viz.labels import format_value
+
 __all__ = [
     "KINDS",
     "infer_kind",
@@ -234,7 +236,7 @@ def plot_curves(
         auc = float(curve.auc.mean())
         ax.plot(curve.fractions.cpu().numpy(), mean, label=f"{name} (AUC {auc:.3f})")
     some = next(iter(curves.values()))
-    ax.set_xlabel(f"fraction of features {'removed' if some.mode == 'deletion' else 'restored'}")
+    ax.set_xlabel(f"fraction of features {'restored' if some.mode == 'insertion' else 'removed'}")
     ax.set_ylabel("target score")
     ax.set_title(title or f"{some.mode} to a {some.baseline} baseline", fontsize=10)
     ax.legend(fontsize=7)
@@ -279,7 +281,12 @@ def plot_explanation(
             ax.semilogy(np.arange(1, positive.size + 1), positive, "o-", markersize=3)
             ax.axvline(rank + 0.5, color="red", linewidth=0.8, linestyle="--")
             ax.set_xlim(0.5, max(positive.size, rank) + 1)
-        ax.set_title(f"eigenvalues: rank {rank}, null {int(explanation.null_dim[i])}", fontsize=9)
+        ax.set_title(
+            f"eigenvalues: rank {rank}, null {int(explanation.null_dim[i])}\n"
+            f"gap {format_value(float(explanation.spectral_gap[i]), 3)}, rank margin "
+            f"{format_value(float(explanation.rank_margin[i]), 3)}",
+            fontsize=9,
+        )
         ax.set_xlabel("k", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     return fig

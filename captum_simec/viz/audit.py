@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from captum_simec.viz.attributions import plot_attributions
 from captum_simec.viz.labels import format_value
@@ -25,15 +26,23 @@ def _finite(values: np.ndarray) -> np.ndarray:
 def _flip_histogram(result: AuditResult) -> Figure:
     fig = Figure(figsize=(9.0, 3.2), layout="constrained")
     axes = fig.subplots(1, 2)
-    missing = int((~result.column("flip_found")).sum())
+    found = result.column("flip_found")  # float with NaN where the walk did not run
+    missing = int(np.sum(found == 0))
     for ax, norm in zip(axes, ("l2", "linf"), strict=True):
         values = _finite(result.column(f"flip_{norm}"))
         if values.size:
             ax.hist(values, bins=min(30, max(5, values.size // 2)), color="tab:blue")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         label = "L2" if norm == "l2" else "L-inf"
         ax.set_xlabel(f"SiMExp flip distance ({label} displacement)")
         ax.set_ylabel("examples")
-    fig.suptitle(f"{len(result)} examples, {missing} without a flip within the budget", fontsize=10)
+    computed = int(np.sum(~np.isnan(found.astype(np.float64))))
+    title = (
+        f"{len(result)} examples, {missing} without a flip within the budget"
+        if computed
+        else f"{len(result)} examples: SiMExp flips not computed (the walk did not run)"
+    )
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -43,8 +52,18 @@ def _null_dim_histogram(result: AuditResult) -> Figure:
     values = result.column("null_dim")
     low, high = int(values.min()), int(values.max())
     ax.hist(values, bins=np.arange(low - 0.5, high + 1.5), color="tab:green", rwidth=0.9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("null dimension n - r (dimension of the equivalence class)")
     ax.set_ylabel("examples")
+    gaps = result.column("spectral_gap")
+    gaps = gaps[~np.isnan(gaps)]
+    if gaps.size:
+        ax.set_title(
+            f"spectral gap s_r / s_(r+1): min {format_value(float(gaps.min()), 3)}, "
+            f"median {format_value(float(np.median(gaps)), 3)}",
+            fontsize=9,
+        )
     return fig
 
 
@@ -81,8 +100,9 @@ def _strip(result: AuditResult, rows: np.ndarray, title: str) -> Figure:
     titles = []
     for r in rows:
         record = result.records[r]
+        truth = f" true {record['label']}," if record["label"] >= 0 else ""
         titles.append(
-            f"#{record['index']} pred {record['prediction']}\n"
+            f"#{record['index']}{truth} pred {record['prediction']}\n"
             f"flip L2 {format_value(record['flip_l2'], 3)}"
         )
     fig = plot_attributions(

@@ -34,6 +34,7 @@ _EXPORTS = {
     "captum_simec.zoo.training": (
         "accuracy",
         "fit_digits_cnn",
+        "float64_model",
         "train_classifier",
         "train_regressor",
     ),

@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 DATA_ENV_VAR = "CAPTUM_SIMEC_DATA"
-"""Environment variable that points at the real data folder (overrides ``../shared/data``)."""
+"""Environment variable that points at the real data folder (else ``../shared/data`` beside
+the current directory)."""
 
 MNIST_MEAN = 0.1307
 """Mean pixel value of MNIST in [0, 1] units (the usual normalisation constant)."""
@@ -191,18 +192,22 @@ class RegressionData:
 
 
 def shared_data_dir() -> Path | None:
-    """Locate the real data folder.
+    """Locate the real data folder (the loaders also take an explicit ``root=``).
+
+    Never relative to the installed package's files, which may live anywhere (a wheel in
+    site-packages): the folder is named by the environment or found beside a checkout.
 
     Returns:
         ``$CAPTUM_SIMEC_DATA`` when that variable is set (even if the folder does not exist, so
         the error names the folder the user asked for); otherwise ``../shared/data`` relative
-        to the repository root when it exists; otherwise ``None``.
+        to the current directory (a checkout of the project, run from its root) when it
+        exists; otherwise ``None``.
     """
     env = os.environ.get(DATA_ENV_VAR)
     if env:
         return Path(env).expanduser()
-    default = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return default if default.is_dir() else None
+    beside = Path.cwd().parent / "shared" / "data"
+    return beside if beside.is_dir() else None
 
 
 def _resolve_root(root: str | os.PathLike | None, subdir: str, files: tuple[str, ...]) -> Path:

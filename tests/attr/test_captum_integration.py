@@ -167,7 +167,13 @@ def _run_checker(score: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "score",
-    ["relevance", "robustness", "flip", pytest.param("class_extent", marks=pytest.mark.slow)],
+    [
+        "relevance",
+        "robustness",
+        "flip",
+        "boundary",
+        pytest.param("class_extent", marks=pytest.mark.slow),
+    ],
 )
 def test_contract_checker_passes(score):
     completed = _run_checker(score)

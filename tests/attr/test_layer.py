@@ -85,7 +85,7 @@ def test_layer_with_additional_forward_args_and_noise_tunnel():
 def test_flags_and_errors(cnn):
     model, x = cnn
     attribution = LayerSiMECAttribution(model, model[1])
-    assert attribution.has_convergence_delta() is False
+    assert attribution.has_convergence_delta() is True  # score='boundary'
     assert attribution.multiplies_by_inputs is False
     assert hasattr(type(attribution).attribute, "__wrapped__")
     with pytest.raises(NotImplementedError):

@@ -33,7 +33,7 @@ def test_linear_relevance_with_a_metric_matrix(linear):
 def test_linear_robustness_is_the_null_space_share(linear):
     model, weight = linear
     x = torch.randn(2, 5, dtype=torch.float64)
-    kappa = SiMECAttribution(model).attribute(x, score="robustness")
+    kappa = SiMECAttribution(model).attribute(x, score="robustness", output_metric="euclidean")
     range_projector = torch.linalg.pinv(weight) @ weight  # P_R = W^+ W, P_N = I - P_R
     expected = 1 - range_projector.diagonal()
     torch.testing.assert_close(kappa, expected.expand(2, 5))
@@ -51,6 +51,10 @@ def test_multiply_by_inputs_on_a_linear_model_matches_integrated_gradients(linea
     )
     ig = IntegratedGradients(model).attribute(x, baselines=baseline, target=2)
     torch.testing.assert_close(ours, ig.abs())
+    signed = SiMECAttribution(model, multiply_by_inputs=True).attribute(
+        x, target=2, baselines=baseline, signed=True
+    )
+    torch.testing.assert_close(signed, ig)  # w * (x - b), signs and all
 
 
 @pytest.mark.parametrize(
@@ -83,7 +87,7 @@ def test_multiplies_by_inputs_and_convergence_delta_are_truthful():
     model = mlp()
     assert SiMECAttribution(model).multiplies_by_inputs is False
     assert SiMECAttribution(model, multiply_by_inputs=True).multiplies_by_inputs is True
-    assert SiMECAttribution(model).has_convergence_delta() is False
+    assert SiMECAttribution(model).has_convergence_delta() is True  # score="boundary"
     with pytest.raises(NotImplementedError):
         SiMECAttribution(model).attribute_future()
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from captum_simec import SiMECAttribution, simexp
+from captum_simec import SiMECAttribution, boundary_path, simexp
 
 T, D, V = 4, 3, 5
 
@@ -85,3 +85,23 @@ def test_sequence_outputs_need_a_position(setting):
         simexp(model, x, mode="directed", stop_on_class_change=True, steps=2)
     with pytest.raises(ValueError, match=r"target=\(t, class\)"):
         SiMECAttribution(model).attribute(x, score="flip", steps=2)
+
+
+def test_the_boundary_path_crosses_position_ts_decision_and_keeps_completeness(setting):
+    model, x, logits, predicted = setting
+    path = boundary_path(model, x, target=_targets(1, predicted))
+    moved = model(path.end)
+    assert path.reached.all()
+    assert (moved[:, 1].argmax(dim=1) != predicted).all()  # position 1's decision changed
+    others = [0, 2, 3]
+    assert (path.attributions[:, others] == 0).all()  # the other positions' inputs stay put
+    assert (moved[:, others].argmax(dim=2) == logits[:, others].argmax(dim=2)).all()
+    # completeness: the map sums to f_t(x) - f_t(x_end), up to the reported delta
+    target_logit = logits[:, 1].gather(1, predicted[:, None]).squeeze(1)
+    end_logit = moved[:, 1].gather(1, predicted[:, None]).squeeze(1)
+    total = path.attributions.flatten(1).sum(dim=1)
+    torch.testing.assert_close(total - (target_logit - end_logit), path.delta)
+    assert path.delta.abs().max() < 1e-2 * (target_logit - end_logit).abs().min()
+    # the margin is the one among position 1's classes, not over all T x V logits
+    margin = moved[:, 1].gather(1, predicted[:, None]).squeeze(1) - moved[:, 1].amax(dim=1)
+    assert (margin < 0).all() and (margin > -1e-6).all()

@@ -161,9 +161,12 @@ def test_auto_times_the_general_paths_and_chunking_replicates():
     auto = jacobian(model, (x,))
     assert auto.method in ("replicate", "batched_grad") and auto.fallback_reason is None
     chunked = jacobian(model, (x,), internal_batch_size=3)
-    assert chunked.method == "replicate"
-    assert "internal_batch_size=3" in chunked.fallback_reason
+    assert chunked.method == "replicate"  # whichever path auto calibrated to on this machine
     assert torch.allclose(auto.factor, chunked.factor, atol=1e-14)
+    # a path that needs the whole batch in one pass says why it was replaced
+    bounded = jacobian(model, (x,), method="batched_grad", internal_batch_size=3)
+    assert bounded.method == "replicate"
+    assert "internal_batch_size=3" in bounded.fallback_reason
 
 
 def test_cudnn_is_switched_off_only_for_recurrent_models_on_cuda():
@@ -178,3 +181,44 @@ def test_cudnn_is_switched_off_only_for_recurrent_models_on_cuda():
     assert not isinstance(cudnn_for(FlatOutputs(gru.forward), cuda), contextlib.nullcontext)
     assert isinstance(cudnn_for(gru, cpu), contextlib.nullcontext)
     assert isinstance(cudnn_for(TinyMLP(), cuda), contextlib.nullcontext)
+
+
+class _NumpySquare(torch.autograd.Function):
+    """`x^2` whose backward leaves torch (numpy): vmap, hence batched_grad, cannot run it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.from_numpy(2 * x.detach().numpy() * grad.numpy())
+
+
+class _Unbatchable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.b(_NumpySquare.apply(self.a(x)))
+
+
+def test_auto_says_why_it_replicates_and_warns_about_the_memory():
+    model, x = _Unbatchable().eval(), torch.randn(3, 4)
+    reference = jacobian(model, (x,), method="replicate").factor
+    for _ in range(2):  # calibrating, then from the cache
+        with pytest.warns(UserWarning, match=r"3 copies of every example.*activation memory"):
+            spectrum = pullback_spectrum(model, x)
+        assert spectrum.jacobian_method == "replicate"
+        assert "batched_grad failed (RuntimeError" in spectrum.fallback_reason
+        torch.testing.assert_close(spectrum.factor, reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a bound on the pairs per pass: no memory warning
+        bounded = pullback_spectrum(model, x, internal_batch_size=2)
+        assert "batched_grad failed" in bounded.fallback_reason
+        one_row = pullback_spectrum(model, x, output_metric="target", target=0)
+    assert one_row.jacobian_method == "backward" and one_row.fallback_reason is None

@@ -12,7 +12,6 @@ import warnings
 
 import pytest
 import torch
-from captum.testing.helpers.basic_models import BasicModel_ConvNet
 from torch import nn
 
 from captum_simec.geometry import PullbackSpectrum, factorise, pullback_spectrum
@@ -20,6 +19,14 @@ from captum_simec.geometry.tolerance import RANK_SAFETY, default_rtol
 from tests.geometry.models import model_zoo
 
 LOG_SPACED = torch.logspace(0, -3, 10, dtype=torch.float64)  # 10 values from 1 down to 1e-3
+
+
+def _captum_convnet() -> torch.nn.Module:
+    """Captum's BasicModel_ConvNet (captum.testing ships with captum >= 0.9)."""
+    basic_models = pytest.importorskip(
+        "captum.testing.helpers.basic_models", reason="Captum's test models ship with captum >= 0.9"
+    )
+    return basic_models.BasicModel_ConvNet().eval()
 
 
 def _linear_with_spectrum(values: torch.Tensor, n: int, dtype: torch.dtype, seed: int = 0):
@@ -121,7 +128,7 @@ def test_float32_errors_sit_well_inside_the_default_tolerance():
 def test_captum_constant_output_convnet_has_rank_0():
     """BasicModel_ConvNet: softmax over logits with identical rows: a constant output."""
     torch.manual_seed(0)
-    model = BasicModel_ConvNet().eval()
+    model = _captum_convnet()
     x = torch.randn(4, 1, 10, 10)
     spectrum = pullback_spectrum(model, x)
     assert (spectrum.singular_values[:, 0] > 0).all()  # float32 rounding noise ...
@@ -152,7 +159,7 @@ def test_hand_made_constant_output_has_rank_0_and_a_tiny_real_slope_does_not():
 
 def test_rank_0_survives_restriction_and_an_explicit_rtol_turns_the_floor_off():
     torch.manual_seed(0)
-    model = BasicModel_ConvNet().eval()
+    model = _captum_convnet()
     spectrum = pullback_spectrum(model, torch.randn(2, 1, 10, 10))
     free = torch.ones(2, 100, dtype=torch.bool)
     free[:, :50] = False

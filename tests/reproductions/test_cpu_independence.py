@@ -1,14 +1,14 @@
 """The trained fixtures do not depend on the CPU: checked by running another CPU's kernels.
 
-Two fresh interpreters build the digits data and train the paper's CNN in float64 (as the
-reproduction tests and the IG tutorial do), one with this machine's kernels and one forced
-onto other code paths (ATEN_CPU_CAPABILITY=default: no AVX kernels; MKL_ENABLE_INSTRUCTIONS
-=SSE4_2; ONEDNN_MAX_CPU_ISA=SSE41), as a CI machine of another kind would run them. The data
-must be identical and the weights equal to 1e-9 (rounding differences of float64, ~1e-16,
-grow about 1e4-fold over training; measured 3e-16 here). The float32 training of the same
-network is printed for comparison: its weights already differ by 2e-7 after these three
-short epochs, and by 40-60 % after the five epochs of the MNIST recipe, which is why no test
-asserts numbers of a network trained in float32.
+Two fresh interpreters build the digits data and train the paper's CNN in float64 (as every
+trained fixture is: `train_classifier(..., float64=True)`), one with this machine's kernels
+and one forced onto other code paths (ATEN_CPU_CAPABILITY=default: no AVX kernels;
+MKL_ENABLE_INSTRUCTIONS=SSE4_2; ONEDNN_MAX_CPU_ISA=SSE41), as a CI machine of another kind
+would run them. The data must be identical and the weights equal to 1e-9 (rounding
+differences of float64, ~1e-16, grow about 1e4-fold over training; measured 3e-16 here). The
+float32 training of the same network is printed for comparison: its weights already differ
+by 2e-7 after these three short epochs, and by 40-60 % after the five epochs of the MNIST
+recipe, which is why no test asserts numbers of a network trained in float32.
 """
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ SCRIPT = textwrap.dedent(
     """
     import hashlib, json, sys, torch
     from captum_simec.zoo import load_digits
-    from captum_simec.zoo import PaperMNISTCNN, train_classifier
+    from captum_simec.zoo import PaperMNISTCNN, float64_model, train_classifier
     torch.set_num_threads(1)
     split = load_digits(seed=0)
     x, y = split.x_train[:512], split.y_train[:512]
-    weights = {}
-    for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
-        torch.set_default_dtype(dtype)
-        model = PaperMNISTCNN(seed=0)
-        torch.set_default_dtype(torch.float32)
-        train_classifier(model, x.to(dtype), y, epochs=3, lr=0.05, momentum=0.9, seed=0)
-        weights[name] = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    recipe = {"epochs": 3, "lr": 0.05, "momentum": 0.9, "seed": 0}
+    exact = float64_model(lambda: PaperMNISTCNN(seed=0))
+    train_classifier(exact, x, y, float64=True, **recipe)  # as the fixtures are trained
+    rough = train_classifier(PaperMNISTCNN(seed=0), x, y, **recipe)
+    weights = {
+        name: torch.cat([p.detach().double().flatten() for p in model.parameters()])
+        for name, model in (("float64", exact), ("float32", rough))
+    }
     torch.save(weights, sys.argv[1])
     digest = hashlib.sha256(split.x_train.numpy().tobytes()).hexdigest()
     print(json.dumps({"digits_sha256": digest}))

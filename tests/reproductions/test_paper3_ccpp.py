@@ -5,7 +5,8 @@ authors' script trained on RH, an input column, and dropped the first row as a h
 the target is PE and all 9,568 rows are kept); a small residual network with an LSTM cell;
 SiMEC 1,000 steps of 1e-4 in [0, 1]^4 keeps the output constant; the class is shown projected
 on pairs of physical variables. The network is created and trained in float64, so that it is
-the same on every CPU (`tests/reproductions/float64.py`), and analysed as a float32 copy.
+the same on every CPU (`train_regressor(..., float64=True)`), and analysed as a float32
+copy.
 Run with ``-s`` to see the measured numbers.
 """
 
@@ -22,7 +23,6 @@ from captum_simec.explore import Box, simec
 from captum_simec.geometry import pullback_spectrum
 from captum_simec.viz import plot_class_scatter
 from captum_simec.zoo import PowerPlantResidualLSTM, load_ccpp, train_regressor
-from tests.reproductions.float64 import float64_weights
 
 UNITS = {"AT": "C", "V": "cm Hg", "AP": "mbar", "RH": "%"}
 STARTS = slice(0, 8)  # the first eight test rows
@@ -47,14 +47,11 @@ def regressor(split):
     """The residual LSTM regressor, 40 epochs of Adam in float64: (float32 copy, seconds)."""
     x_train, y_train, _, _ = split
     started = time.perf_counter()
-    with float64_weights():
-        exact = PowerPlantResidualLSTM(in_features=4, hidden=16, steps=3, seed=0)
-    train_regressor(
-        exact, x_train.double(), y_train.double(), epochs=40, lr=1e-2, batch_size=128, seed=0,
-        num_threads=1,
+    model = train_regressor(
+        lambda: PowerPlantResidualLSTM(in_features=4, hidden=16, steps=3, seed=0),
+        x_train, y_train, epochs=40, lr=1e-2, batch_size=128, seed=0, num_threads=1,
+        float64=True,
     )  # fmt: skip
-    model = PowerPlantResidualLSTM(in_features=4, hidden=16, steps=3).eval()
-    model.load_state_dict(exact.state_dict())
     return model, time.perf_counter() - started
 
 

@@ -12,14 +12,14 @@ accuracy 0.24 with seed 0, far from a digit classifier). So the accuracy of the 
 is reported, and the walks run on a second, clearly labelled configuration that trains longer
 (5 epochs, lr 0.05, momentum 0.9; 0.967 test accuracy).
 
-Both networks are created and trained in float64 (`tests/reproductions/float64.py`: float32
-training gives different weights on different CPUs) and analysed as float32 copies, like the
-paper. The rank at an image is a property of the trained weights: where fewer than nine units
-of a hidden layer are active it is below 9 (a real drop, confirmed in float64), so the tests
-assert the rank against oracles (the dense float64 `eigh`, the count of active units) and
-its margin, not a number that holds for one set of weights only. Walks stay in the MNIST
-pixel box (`datasets.mnist_domain()`) with the "freeze" constraint. Run with ``-s`` to see
-the measured numbers.
+Both networks are created and trained in float64 (`train_classifier(..., float64=True)`:
+float32 training gives different weights on different CPUs) and analysed as float32 copies,
+like the paper. The rank at an image is a property of the trained weights: where fewer than
+nine units of a hidden layer are active it is below 9 (a real drop, confirmed in float64),
+so the tests assert the rank against oracles (the dense float64 `eigh`, the count of active
+units) and its margin, not a number that holds for one set of weights only. Walks stay in
+the MNIST pixel box (`datasets.mnist_domain()`) with the "freeze" constraint. Run with
+``-s`` to see the measured numbers.
 """
 
 from __future__ import annotations
@@ -35,8 +35,14 @@ from torch import nn
 
 from captum_simec.explore import Box, simec, simexp
 from captum_simec.geometry import pullback_spectrum
-from captum_simec.zoo import PaperMNISTCNN, accuracy, mnist_domain, mnist_split, train_classifier
-from tests.reproductions.float64 import float64_weights
+from captum_simec.zoo import (
+    PaperMNISTCNN,
+    accuracy,
+    float64_model,
+    mnist_domain,
+    mnist_split,
+    train_classifier,
+)
 
 PAPER = {"epochs": 1, "lr": 0.01, "momentum": 0.5}  # the paper's recipe
 LONGER = {"epochs": 5, "lr": 0.05, "momentum": 0.9}  # ours: trains to ~0.96 on 8,000 images
@@ -105,15 +111,12 @@ def models(mnist):
     trained = {}
     for name, recipe in (("paper", PAPER), ("longer", LONGER)):
         started = time.perf_counter()
-        with float64_weights():
-            exact = PaperMNISTCNN(head="log_softmax", seed=0)
-        train_classifier(
-            exact, mnist.x_train.double(), mnist.y_train, batch_size=64, seed=0, num_threads=1,
-            **recipe,
+        exact = float64_model(lambda: PaperMNISTCNN(head="log_softmax", seed=0))
+        model = train_classifier(  # trains `exact` in place, returns its float32 copy
+            exact, mnist.x_train, mnist.y_train, batch_size=64, seed=0, num_threads=1,
+            float64=True, **recipe,
         )  # fmt: skip
         seconds = time.perf_counter() - started
-        model = PaperMNISTCNN(head="log_softmax").eval()
-        model.load_state_dict(exact.state_dict())  # rounded to float32
         trained[name] = Trained(model, exact, accuracy(model, mnist.x_test, mnist.y_test), seconds)
     return trained
 

@@ -104,7 +104,7 @@ def test_robustness_of_a_layer_matches_the_spectrum_of_its_gradient(bert, tokens
     embedding = bert.get_input_embeddings()
     attribution = LayerSiMECAttribution(bert, embedding, output="logits")
     robustness = attribution.attribute(
-        ids, target=1, additional_forward_args=(mask,), score="robustness"
+        ids, target=1, additional_forward_args=(mask,), score="robustness", output_metric="target"
     )
     gradient = attribution.attribute(ids, target=1, additional_forward_args=(mask,), signed=True)
     flat = gradient.flatten(1)

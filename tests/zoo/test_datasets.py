@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from captum_simec.zoo import datasets
 from captum_simec.zoo.datasets import (
     DATA_ENV_VAR,
     MNIST_MEAN,
@@ -81,10 +80,14 @@ def test_shared_data_dir_env_var(monkeypatch, tmp_path):
     assert shared_data_dir() == tmp_path
 
 
-def test_shared_data_dir_default(monkeypatch):
+def test_shared_data_dir_default_is_beside_the_current_directory(monkeypatch, tmp_path):
     monkeypatch.delenv(DATA_ENV_VAR, raising=False)
-    expected = Path(datasets.__file__).resolve().parents[3] / "shared" / "data"
-    assert shared_data_dir() == (expected if expected.is_dir() else None)
+    checkout = tmp_path / "project"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
+    assert shared_data_dir() is None  # not relative to the package's own files
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    assert shared_data_dir() == tmp_path / "shared" / "data"
 
 
 def test_missing_files_give_clear_errors(tmp_path):

@@ -20,6 +20,8 @@ from captum_simec._validation import (
     check_input_tensor,
     check_labels,
 )
+from captum_simec.explore.constraints import ULPS, rounding_tolerance
+from captum_simec.geometry import model_outputs
 from captum_simec.geometry.jacobian import check_eval_mode
 
 NORMS = ("L2", "Linf")
@@ -42,14 +44,16 @@ def check_classifier(model: Any) -> None:
 
 
 def classifier_logits(model: Callable[..., Tensor], x: Tensor, args: tuple[Any, ...]) -> Tensor:
-    """``model(x, *args)`` without gradients, checked to be finite ``(batch, classes)`` scores.
+    """``model(x, *args)``, detached, checked to be finite ``(batch, classes)`` scores.
+
+    Evaluated as the gradients are (`model_outputs`: grad mode, so that a fused inference
+    path cannot decide differently), refusing layers in training mode.
 
     Raises:
         ValueError: the model returns something else than a finite (batch, classes >= 2)
             tensor.
     """
-    with torch.no_grad():
-        logits = model(x, *args)
+    logits = model_outputs(model, (x,), args)
     batch = x.shape[0]
     if (
         not isinstance(logits, Tensor)
@@ -94,23 +98,37 @@ def check_bound(bound: float | Tensor | None, x0: Tensor, name: str) -> Tensor |
     return b.detach()
 
 
-def check_box(x0: Tensor, lower: Tensor | None, upper: Tensor | None) -> None:
-    """The box ``[lower, upper]`` is not empty and holds the clean inputs.
+def check_box(x0: Tensor, lower: Tensor | None, upper: Tensor | None) -> Tensor:
+    """The clean inputs clipped onto the box ``[lower, upper]``, checked to lie in it.
+
+    Inputs within a rounding error of a bound (`rounding_tolerance`, as the walks accept
+    their start points) are clipped onto it.
 
     Raises:
-        ValueError: ``lower > upper`` somewhere, or inputs outside the box.
+        ValueError: ``lower > upper`` somewhere, or inputs farther outside the box.
     """
     if lower is not None and upper is not None and bool((lower > upper).any()):
         raise ValueError("`lower_bound` exceeds `upper_bound` somewhere; swap or fix the bounds.")
-    outside = torch.zeros((), dtype=torch.bool, device=x0.device)
+    if lower is None and upper is None:
+        return x0
+    tolerance = rounding_tolerance(lower, upper, x0.dtype)
+    excess = torch.zeros_like(x0)
     if lower is not None:
-        outside = outside | (x0 < lower).any()
+        excess = torch.maximum(excess, lower - x0)
     if upper is not None:
-        outside = outside | (x0 > upper).any()
-    if bool(outside):
+        excess = torch.maximum(excess, x0 - upper)
+    if bool((excess > tolerance).any()):
         raise ValueError(
-            "`inputs` lie outside [lower_bound, upper_bound]; clip the inputs or widen the bounds."
+            f"`inputs` lie outside [lower_bound, upper_bound] (by up to {float(excess.max()):.3g}, "
+            f"more than rounding: {ULPS} ulps of the bounds); clip the inputs or widen the "
+            "bounds."
         )
+    return clip(x0, lower, upper)
+
+
+def predictions(model: Callable[..., Tensor], x: Tensor, args: tuple[Any, ...]) -> Tensor:
+    """The predicted classes at ``x`` (n,), from outputs computed as the gradients are."""
+    return model_outputs(model, (x,), args).argmax(dim=1)
 
 
 def clip(x: Tensor, lower: Tensor | None, upper: Tensor | None) -> Tensor:
@@ -196,7 +214,7 @@ def prepare_rows(
     args = _compat.format_additional_forward_args(additional_forward_args) or ()
     lower = check_bound(lower_bound, x0, "lower_bound")
     upper = check_bound(upper_bound, x0, "upper_bound")
-    check_box(x0, lower, upper)
+    x0 = check_box(x0, lower, upper)
     logits = classifier_logits(model, x0, args)
     clean_pred = logits.argmax(dim=1)
     labels = check_labels(labels, x0.shape[0], num_classes=logits.shape[1])

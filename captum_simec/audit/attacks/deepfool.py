@@ -11,7 +11,7 @@ from torch import Tensor
 
 from captum_simec._runtime import show_progress
 from captum_simec._validation import check_int, check_non_negative
-from captum_simec.audit.attacks._inputs import check_norm, clip, prepare_rows
+from captum_simec.audit.attacks._inputs import check_norm, clip, predictions, prepare_rows
 from captum_simec.audit.attacks.result import AttackResult, _verified_result, l2_norm, linf_norm
 
 __all__ = ["deepfool"]
@@ -162,8 +162,7 @@ def deepfool(
             r_total[index] = r_total[index] + step.view_as(sub.x0)
             x_new = clip(sub.x0 + (1 + overshoot) * r_total[index], sub.lower, sub.upper)
             x[index] = x_new
-            with torch.no_grad():
-                ok = model(x_new, *sub.args).argmax(dim=1) != sub.labels
+            ok = predictions(model, x_new, sub.args) != sub.labels
             adversarial[index[ok]] = x_new[ok]
             epsilon[index[ok]] = norm_of(x_new[ok] - sub.x0[ok])
             active[index[ok | stuck]] = False

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from captum_simec.audit.attacks._inputs import clip, per_example
+from captum_simec.audit.attacks._inputs import clip, per_example, predictions
 from captum_simec.audit.attacks._losses import ascent_direction
 from captum_simec.audit.attacks.result import AttackResult
 from captum_simec.audit.attacks.search import SearchSettings, _Search
@@ -79,7 +78,6 @@ def min_fgsm_epsilon(
         sub = rows.take(index)
         step = per_example(radius, sub.x0) * direction[index]
         x_adv = clip(sub.x0 + step, sub.lower, sub.upper)
-        with torch.no_grad():
-            return x_adv, model(x_adv, *sub.args).argmax(dim=1)
+        return x_adv, predictions(model, x_adv, sub.args)
 
     return search.run(model, attack, "fgsm", progress)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from captum_simec._validation import check_int, check_positive
-from captum_simec.audit.attacks._inputs import clip, per_example
+from captum_simec.audit.attacks._inputs import clip, per_example, predictions
 from captum_simec.audit.attacks._losses import Loss, ascent_direction, log_odds_loss
 from captum_simec.audit.attacks.result import AttackResult, l2_norm
 from captum_simec.audit.attacks.search import SearchSettings, _Search
@@ -91,8 +91,7 @@ def _pgd(
                 return x, pred
             direction = direction * per_example((~done).to(x.dtype), x)
         x = clip(x0 + _project(x + alpha * direction - x0, radius, norm), lower, upper)
-    with torch.no_grad():
-        final = model(x, *args).argmax(dim=1)
+    final = predictions(model, x, args)
     pred = torch.where(done, pred, final)
     return x, pred
 

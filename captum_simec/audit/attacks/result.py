@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
-from captum_simec.audit.attacks._inputs import Rows, per_example
+from captum_simec.audit.attacks._inputs import Rows, per_example, predictions
 
 __all__ = ["AttackResult", "l2_norm", "linf_norm"]
 
@@ -106,8 +106,7 @@ def _verified_result(
     possible within float round-off of the decision boundary) is reported as no flip.
     """
     x0, labels = batch.x0, batch.labels
-    with torch.no_grad():
-        pred = model(adversarial, *batch.args).argmax(dim=1)
+    pred = predictions(model, adversarial, batch.args)
     flipped = torch.isfinite(epsilon) & (pred != labels)
     adversarial = torch.where(per_example(flipped, x0), adversarial, x0)
     epsilon = torch.where(flipped, epsilon, torch.full_like(epsilon, float("inf")))

@@ -1,56 +1,11 @@
-"""Deletion/insertion curves, Spearman correlation and sanity checks (captum_simec.evaluation)."""
+"""Deletion/insertion curves and removal baselines (captum_simec.evaluation.perturbation)."""
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from captum_simec import evaluation
 from captum_simec.attr import SiMECAttribution
 from tests.attr.helpers import Linear, mlp
-
-
-def _naive_average_ranks(row: list[float]) -> list[float]:
-    return [sum(v < x for v in row) + (sum(v == x for v in row) + 1) / 2 for x in row]
-
-
-def _pearson(a: list[float], b: list[float]) -> float:
-    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
-    ta, tb = ta - ta.mean(), tb - tb.mean()
-    return float((ta * tb).sum() / (ta.norm() * tb.norm()))
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), min_size=3, max_size=12).filter(
-        lambda pairs: len({p[0] for p in pairs}) > 1 and len({p[1] for p in pairs}) > 1
-    )
-)
-def test_spearman_with_ties_matches_pearson_on_naive_average_ranks(pairs):
-    a = [float(p[0]) for p in pairs]
-    b = [float(p[1]) for p in pairs]
-    expected = _pearson(_naive_average_ranks(a), _naive_average_ranks(b))
-    ours = evaluation.spearman(torch.tensor([a]), torch.tensor([b]))
-    assert ours.shape == (1,)
-    assert abs(float(ours[0]) - expected) < 1e-12
-
-
-def test_spearman_known_values_and_constant_maps():
-    a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]])
-    b = torch.tensor([[10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
-    rho = evaluation.spearman(a, b)
-    torch.testing.assert_close(rho[:2], torch.tensor([1.0, -1.0], dtype=torch.float64))
-    assert torch.isnan(rho[2])
-    assert float(evaluation.spearman(a[:2], -b[:2], absolute=True)[0]) == pytest.approx(1.0)
-    tuples = evaluation.spearman((a[:, :2], a[:, 2:]), (b[:, :2], b[:, 2:]))
-    torch.testing.assert_close(tuples, rho, equal_nan=True)
-    with pytest.raises(ValueError, match="same shape"):
-        evaluation.spearman(a, b[:, :3])
-
-
-def test_average_ranks_of_a_row_with_ties():
-    ranks = evaluation.average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0, 3.0]]))
-    assert ranks.tolist() == [[4.0, 1.0, 4.0, 2.0, 4.0]]
 
 
 def test_deletion_of_a_linear_model_by_weight_beats_a_random_order():
@@ -84,7 +39,7 @@ def test_deletion_auc_is_a_probability_area_and_simec_beats_random_on_an_mlp():
     model, x = mlp(n=20, m=4, seed=1), torch.randn(16, 20)
     relevance = SiMECAttribution(model).attribute(x, target=model(x).argmax(1))
     random = torch.rand(16, 20, generator=torch.Generator().manual_seed(1))
-    for baseline in evaluation.BASELINE_KINDS:
+    for baseline in ("black", "uniform", "mean"):
         ours = evaluation.perturbation_curve(model, x, relevance, baseline=baseline)
         other = evaluation.perturbation_curve(model, x, random, baseline=baseline)
         assert torch.all((ours.auc >= 0) & (ours.auc <= 1))
@@ -147,42 +102,38 @@ def test_curve_errors():
         evaluation.perturbation_curve(model, x, x, output_transform="sigmoid")
 
 
-def _saliency(model, x, target):
-    return SiMECAttribution(model).attribute(x, target=target)
+def test_blur_baseline_is_the_mean_of_each_in_image_neighbourhood():
+    image = torch.arange(12.0).reshape(1, 1, 3, 4)
+    blurred = evaluation.removal_baseline(image, "blur")
+    assert blurred[0, 0, 1, 1] == image[0, 0, :3, :3].mean()
+    assert blurred[0, 0, 0, 0] == image[0, 0, :2, :2].mean()  # a corner: 4 pixels
+    assert blurred[0, 0, 2, 3] == image[0, 0, 1:, 2:].mean()
+    channels = torch.rand(2, 3, 5, 5)
+    per_channel = evaluation.blur(channels)
+    torch.testing.assert_close(per_channel[:, 1:2], evaluation.blur(channels[:, 1:2]))
+    with pytest.raises(ValueError, match="needs images"):
+        evaluation.removal_baseline(torch.rand(2, 5), "blur")
 
 
-def _class_agnostic(model, x, target):
-    return SiMECAttribution(model).attribute(x, target=target, output_metric="euclidean")
+def test_tensor_baselines_and_per_feature_domains():
+    x = torch.rand(3, 1, 2, 2)
+    training_mean = torch.full((1, 1, 2, 2), 0.25)
+    assert torch.all(evaluation.removal_baseline(x, training_mean) == 0.25)
+    lower, upper = torch.tensor([0.0, -1.0]), torch.tensor([1.0, 2.0])
+    flat = torch.rand(4, 2)
+    black = evaluation.removal_baseline(flat, "black", domain=(lower, upper))
+    assert torch.equal(black, lower.expand(4, 2))
+    noise = evaluation.removal_baseline(
+        flat, "uniform", domain=(lower, upper), generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.all((noise >= lower) & (noise <= upper)) and noise[:, 1].min() < 0
 
 
-def test_cascading_randomisation_leaves_the_model_intact_and_decorrelates():
-    model, x = mlp(n=12, m=4, seed=3), torch.randn(6, 12)
-    before = [p.clone() for p in model.parameters()]
-    copies = evaluation.randomised_copies(model, seed=0)
-    assert [name for name, _ in copies] == ["2", "0"]  # top layer first
-    top, everything = copies[0][1], copies[1][1]
-    assert torch.equal(top[0].weight, model[0].weight)
-    assert not torch.equal(top[2].weight, model[2].weight)
-    assert not torch.equal(everything[0].weight, model[0].weight)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    again = evaluation.randomised_copies(model, seed=0)
-    assert torch.equal(again[1][1][0].weight, everything[0].weight)
-    cascade = evaluation.model_randomisation_check(model, _saliency, x, 1, seed=0)
-    assert [name for name, _ in cascade] == ["2", "0"]
-    assert cascade[-1][1].shape == (6,) and cascade[-1][1].mean() < 0.9
-
-
-def test_random_logit_check_cannot_pass_for_class_agnostic_maps():
-    model, x = mlp(n=12, m=4, seed=3), torch.randn(6, 12)
-    agnostic = evaluation.random_logit_check(model, _class_agnostic, x, None, seed=0)
-    torch.testing.assert_close(agnostic, torch.ones(6, dtype=torch.float64))
-    specific = evaluation.random_logit_check(model, _saliency, x, None, seed=0)
-    assert specific.mean() < 0.95
-
-
-def test_random_other_class_differs_from_the_target():
-    target = torch.arange(10) % 3
-    other = evaluation.random_other_class(target, 3, torch.Generator().manual_seed(0))
-    assert torch.all(other != target) and torch.all((other >= 0) & (other < 3))
-    with pytest.raises(ValueError, match="two outputs"):
-        evaluation.random_other_class(target, 1)
+def test_auc_is_the_mean_score_over_the_span_of_the_fractions():
+    curve = evaluation.PerturbationCurve(
+        fractions=torch.tensor([0.0, 0.25, 0.5], dtype=torch.float64),
+        scores=torch.tensor([[1.0, 0.5, 0.0]], dtype=torch.float64),
+        mode="deletion",
+        baseline="black",
+    )
+    assert float(curve.auc[0]) == pytest.approx(0.5)  # area 0.25 over a span of 0.5
