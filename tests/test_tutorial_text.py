@@ -19,9 +19,14 @@ def test_text_tutorial_runs(tmp_path):
     accuracy = float(re.search(r"test accuracy (\S+)", out).group(1))
     assert accuracy > 0.95
     rows = re.findall(
-        r"^(SiMEC relevance|SiMEC flip|relevance x .*?|LayerIG) +(0\.\d+|1\.0+)", out, re.M
+        r"^(SiMEC relevance|SiMEC flip|SiMEC boundary|relevance x .*?|LayerIG) +(0\.\d+|1\.0+)",
+        out,
+        re.M,
     )
-    assert [name for name, _ in rows][:2] == ["SiMEC relevance", "SiMEC flip"] and len(rows) == 4
+    names = ["SiMEC relevance", "SiMEC flip", "SiMEC boundary"]
+    assert [name for name, _ in rows][:3] == names and len(rows) == 5
+    delta = float(re.search(r"largest \|convergence delta\| (\S+)", out).group(1))
+    assert delta < 0.1  # logit changes of 3-15 along the paths: completeness within 1 %
     drift = float(re.search(r"largest logit drift (\S+)", out).group(1))
     assert drift < 1e-8  # the corrector keeps the walk on the class
     assert "SiMEC: prediction kept at every saved point: True" in out

@@ -23,6 +23,11 @@ __all__ = ["BoundaryPolicy", "MarginAndTargetMetric", "margin"]
 
 #: once the plan is used up, steps aim this far past the linearised boundary.
 OVERSHOOT = 2.0
+#: a segment whose trapezoid misses the target's change along it by more than this share of
+#: the start margin over `n_steps` (its share of the path) is integrated again on pieces.
+SEGMENT_RTOL = 1e-2
+#: most halvings of one segment (up to 2**MAX_HALVINGS pieces).
+MAX_HALVINGS = 6
 
 
 class MarginAndTargetMetric(OutputMetric):
@@ -99,9 +104,12 @@ class BoundaryPolicy(DirectionPolicy):
                 "use SiMECAttribution(model).attribute(x, score='boundary')."
             )
         batch, device = outputs.shape[0], outputs.device
+        self.context = context  # its `spectrum_at` integrates long segments on pieces
         self.goal = context.start_class if context.target is None else context.target
         self.leave = self.goal == context.start_class
         context.target = self.goal
+        start_margin = margin(outputs, self.goal, context.classes).double().abs()
+        self.allowed = SEGMENT_RTOL * start_margin / self.n_steps  # per segment
         self.taken = torch.zeros(batch, dtype=torch.long, device=device)
         self.integral = torch.zeros(batch, self.num_features, dtype=torch.float64, device=device)
         self.gap = torch.zeros(batch, dtype=torch.float64, device=device)
@@ -138,11 +146,50 @@ class BoundaryPolicy(DirectionPolicy):
         spectrum_here: PullbackSpectrum,
         spectrum_new: PullbackSpectrum,
     ) -> None:
-        """Adds the segment's trapezoid rule to the integral and its error to the gap."""
-        gradients = spectrum_here.factor[:, 1, :].double() + spectrum_new.factor[:, 1, :].double()
-        piece = (new - here).double() * gradients / 2
-        self.integral[rows] += piece
+        """Adds the segment's integral to the integral and its completeness error to the gap.
+
+        The trapezoid rule first; where it misses the target's change along the segment by
+        more than the segment's share of the error budget, `SEGMENT_RTOL |m(x_0)| / n_steps`
+        (a long step over a curved stretch, e.g. one that crossed the boundary early), the
+        composite rule on 2, 4, ... pieces of the same straight segment, up to
+        `MAX_HALVINGS` halvings (one Jacobian per new point).
+        """
         goal = self.goal[rows].unsqueeze(1)
         change = spectrum_new.outputs.gather(1, goal) - spectrum_here.outputs.gather(1, goal)
-        self.gap[rows] += change.squeeze(1).double() - piece.sum(dim=1)
+        change = change.squeeze(1).double()
+        move = (new - here).double()
+        gradients = spectrum_here.factor[:, 1, :].double() + spectrum_new.factor[:, 1, :].double()
+        piece = move * gradients / 2
+        piece = self._refine(rows, here, move, piece, change, self.allowed[rows])
+        self.integral[rows] += piece
+        self.gap[rows] += change - piece.sum(dim=1)
         self.taken[rows] += 1
+
+    def _refine(
+        self,
+        rows: Tensor,
+        here: Tensor,
+        move: Tensor,
+        piece: Tensor,
+        change: Tensor,
+        allowed: Tensor,
+    ) -> Tensor:
+        """The composite trapezoid rule on halved pieces where `piece` misses `change` by
+        more than `allowed`.
+
+        With `N` pieces, `I_2N = I_N / 2 + move / (2N) * sum of the gradients at the N new
+        midpoints`, so each halving evaluates the new points only.
+        """
+        pieces = 1
+        for _ in range(MAX_HALVINGS):
+            bad = (change - piece.sum(dim=1)).abs() > allowed
+            if not bad.any():
+                break
+            midpoints = torch.zeros_like(piece[bad])
+            for j in range(pieces):
+                fraction = (2 * j + 1) / (2 * pieces)
+                point = (here[bad].double() + fraction * move[bad]).to(here.dtype)
+                midpoints += self.context.spectrum_at(point, rows[bad]).factor[:, 1, :].double()
+            piece[bad] = piece[bad] / 2 + move[bad] * midpoints / (2 * pieces)
+            pieces *= 2
+        return piece

@@ -50,6 +50,9 @@ class WalkContext:
             its last dimension (at the target's position for (T, V) sequence outputs).
         frozen_metric: the output metric's factor fixed at the start point (set after the
             policy's `setup`, with its `target`).
+        spectrum_at: the steering spectrum at flat points (active, n) of the examples `rows`
+            (ascending, distinct), one Jacobian each: for a policy that needs points of its
+            own between the walk's (set by the walk loop).
     """
 
     start_outputs: Tensor
@@ -58,6 +61,7 @@ class WalkContext:
     step_size: float
     output_shape: tuple[int, ...]
     frozen_metric: FixedMetric | None = None
+    spectrum_at: Callable[[Tensor, Tensor], PullbackSpectrum] | None = None
     _start_class: Tensor | None = field(default=None, init=False, repr=False)
 
     def decision(self, outputs: Tensor, rows: Tensor, position: Tensor | None = None) -> Tensor:

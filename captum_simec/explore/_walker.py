@@ -113,6 +113,7 @@ class Walker:
         self.context.frozen_metric = metric.freeze(outputs, self.context.target)
         self.drift_rows = self.context.frozen_metric.rows
         self.steering = policy.steering(self.context)
+        self.context.spectrum_at = self.evaluate
         self.tolerance = None
         if self.settings is not None:
             level = (self.drift_rows @ outputs.unsqueeze(2)).squeeze(2).norm(dim=1)

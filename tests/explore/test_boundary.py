@@ -1,5 +1,7 @@
 """`boundary_path`: the target's gradient integrated along the SiMExp walk out of the class."""
 
+import math
+
 import pytest
 import torch
 
@@ -87,3 +89,29 @@ def test_errors_name_the_argument():
         boundary_path(model, x, boundary_tol=0.0)
     with pytest.raises(ValueError, match="at least two classes.*score='boundary'"):
         boundary_path(tanh_mlp(n=6, m=1), x)
+
+
+class _Steep(torch.nn.Module):
+    """Logits `[0, 1e4 - exp(x_0)]`: the margin's slope grows 1e4-fold on the way to the
+    boundary at `x_0 = ln 1e4`, so the first planned step (sized by the slope at the start)
+    crosses it, and one trapezoid over that step misses the logit's change several-fold."""
+
+    def forward(self, x):
+        return torch.stack([torch.zeros_like(x[:, 0]), 1e4 - torch.exp(x[:, 0])], dim=1)
+
+
+def test_a_long_curved_step_is_integrated_on_pieces_until_completeness_holds():
+    model = _Steep()
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    x[1, 1] = 5.0  # the other coordinates do not matter
+    path = boundary_path(model, x)
+    assert path.reached.all()
+    end = path.end[:, 0]
+    torch.testing.assert_close(end, torch.full((2,), math.log(1e4), dtype=torch.float64))
+    change = torch.exp(end) - 1.0  # f_1(x) - f_1(x_end)
+    total = path.attributions.sum(dim=1)
+    torch.testing.assert_close(total - change, path.delta)
+    assert (path.delta.abs() < 1e-2 * change).all()  # one trapezoid: -46,000 for 9,999
+    exact = -(torch.exp(end) - 1.0)  # int_0^end d f_1 / dx_0 = -(e^end - 1), along x_0 alone
+    torch.testing.assert_close(path.attributions[:, 0], -exact, rtol=1e-2, atol=0)
+    assert (path.attributions[:, 1:] == 0).all()
