@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -c requirements-dev.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements-dev.txt -e ".[dev,text]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -46,7 +46,7 @@ test-fast: lint
 
 # The docs extra (Sphinx, MyST, Furo; jupytext, nbclient, ipykernel) for `docs` and `tutorials`.
 $(DOCS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c requirements-dev.txt -e ".[dev,docs]"
+	$(BIN)/python -m pip install --quiet -c requirements-dev.txt -e ".[dev,text,docs]"
 	touch $(DOCS_STAMP)
 
 # The API reference in docs/_build/html (fresh each time; a warning fails the build).

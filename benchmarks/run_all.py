@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "randomized": ("bench_randomized.py", (("captum_simec.geometry", "hutchinson_relevance"),)),
     "explore": ("bench_explore.py", (("captum_simec.explore", "simec"),)),
     "attribution": ("bench_attribution.py", (("captum_simec.attr", "SiMECAttribution"),)),
+    "text": ("bench_text.py", (("captum_simec.text", "read_tokens"),)),
     "evaluation": (
         "bench_evaluation.py",
         (("captum_simec.evaluation", "compare_attributions"),),

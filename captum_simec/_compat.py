@@ -52,11 +52,15 @@ def is_tuple(inputs: Any) -> bool:
     return _captum_common()._is_tuple(inputs)
 
 
-def format_inputs(inputs: Tensor | tuple[Tensor, ...], name: str = "inputs") -> tuple[Tensor, ...]:
+def format_inputs(
+    inputs: Tensor | tuple[Tensor, ...], name: str = "inputs", integers: bool = False
+) -> tuple[Tensor, ...]:
     """Turns a tensor or tuple of tensors into a validated tuple of float tensors.
 
+    With `integers`, integer tensors pass too (token ids that a layer turns into floats).
+
     Raises:
-        TypeError: a non-tensor, an integer or boolean tensor.
+        TypeError: a non-tensor, an integer (unless `integers`) or boolean tensor.
         ValueError: an empty tuple, an empty batch, NaN or inf values, or tensors whose batch
             sizes differ.
     """
@@ -69,7 +73,9 @@ def format_inputs(inputs: Tensor | tuple[Tensor, ...], name: str = "inputs") -> 
     if len(formatted) == 0:
         raise ValueError(f"`{name}` is an empty tuple; pass at least one tensor.")
     for i, tensor in enumerate(formatted):
-        check_input_tensor(tensor, name if len(formatted) == 1 else f"{name}[{i}]")
+        check_input_tensor(
+            tensor, name if len(formatted) == 1 else f"{name}[{i}]", integers=integers
+        )
     batch = formatted[0].shape[0]
     if batch == 0:
         raise ValueError(f"`{name}` has an empty batch (dim 0 is 0); pass at least one example.")

@@ -124,7 +124,9 @@ def check_callable(value: Any, name: str) -> Any:
     return value
 
 
-def check_input_tensor(value: Any, name: str = "inputs", min_dim: int = 1) -> Tensor:
+def check_input_tensor(
+    value: Any, name: str = "inputs", min_dim: int = 1, integers: bool = False
+) -> Tensor:
     """`value` when it is one finite floating-point tensor whose dim 0 is the batch.
 
     Args:
@@ -132,17 +134,24 @@ def check_input_tensor(value: Any, name: str = "inputs", min_dim: int = 1) -> Te
         name: its name, for the messages.
         min_dim: the fewest dimensions it may have (2 when features need a dimension of
             their own).
+        integers: accept integer tensors too (token ids that a layer turns into floats).
 
     Raises:
-        TypeError: not a tensor (a tuple of several inputs included), or not floating point.
+        TypeError: not a tensor (a tuple of several inputs included), or not floating point
+            (nor integer, with `integers`).
         ValueError: fewer than `min_dim` dimensions, or NaN or inf values.
     """
     if not isinstance(value, Tensor):
         raise TypeError(f"`{name}` must be a tensor, got {type(value).__name__}.")
-    if not value.is_floating_point():
+    integer = not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    if not value.is_floating_point() and not (integers and integer):
         raise TypeError(
-            f"`{name}` has dtype {value.dtype}; it must hold floating point values: convert "
-            "it with `.float()` (or `.double()`)."
+            f"`{name}` has dtype {value.dtype}; it must hold floating point values. Values "
+            "that are measurements (e.g. uint8 pixels): convert them with `.float()` (or "
+            "`.double()`). Indices such as token ids: `.float()` does not make them "
+            "differentiable (an embedding lookup casts them back, and every gradient is "
+            "zero); attribute to the embedding layer, LayerSiMECAttribution(model, "
+            "embedding), or walk in embedding space (captum_simec.text)."
         )
     if value.dim() < min_dim:
         features = " and features a dimension of their own (x[:, None])" if min_dim > 1 else ""
@@ -151,7 +160,11 @@ def check_input_tensor(value: Any, name: str = "inputs", min_dim: int = 1) -> Te
             f"needs a batch dimension (x[None]){features}."
         )
     # the sum is finite unless some element is not (or it overflows): one cheap pass
-    if not torch.isfinite(value.sum()) and not torch.isfinite(value).all():
+    if (
+        value.is_floating_point()
+        and not torch.isfinite(value.sum())
+        and not torch.isfinite(value).all()
+    ):
         raise ValueError(f"`{name}` contains NaN or inf values; clean or drop those examples.")
     return value
 

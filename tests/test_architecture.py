@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "captum_simec"
-BASE = {"_compat", "_validation", "_runtime", "_lazy"}
+BASE = {"_compat", "_validation", "_runtime", "_lazy", "_outputs"}
 METHOD = {"geometry", "explore", "attr", "evaluation", "audit"}
 #: per part of the package (a subpackage or a top-level module), what else it may import.
 ALLOWED = {
@@ -16,6 +16,7 @@ ALLOWED = {
     "audit": BASE | {"geometry", "explore", "attr"},
     # compare_attributions' boundary IG starts IG from audit's minimal PGD point
     "evaluation": BASE | {"geometry", "explore", "attr", "audit"},
+    "text": BASE | {"geometry", "explore", "attr"},
     "viz": BASE,
     "report": BASE | {"viz"},
     "zoo": BASE,

@@ -41,6 +41,7 @@ __all__ = [
     "check_signed",
     "default_output_metric",
     "format_baselines",
+    "position_mask",
     "times_distance",
 ]
 
@@ -86,6 +87,8 @@ class ScoreRequest:
         output_metric: as given (None: `default_output_metric`).
         signed: relevance with the sign of the target derivative; flip as `x_flip - x_0`.
         internal_batch_size: most (example, output row) pairs per backward pass.
+        free: bool (batch, n): the coordinates that are scored and may move (padded
+            tokens are not); None: all.
         options: the score's keyword options (geometry or walk options).
     """
 
@@ -97,6 +100,7 @@ class ScoreRequest:
     output_metric: MetricSpec | None = None
     signed: bool = False
     internal_batch_size: int | None = None
+    free: Tensor | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -167,6 +171,37 @@ def format_baselines(
     return tuple(formatted)
 
 
+def position_mask(attention_mask: Tensor | None, inputs: tuple[Tensor, ...]) -> Tensor | None:
+    """The coordinates of real tokens (batch, n) from a (batch, T) attention mask, or None.
+
+    The mask (1 or True: a token, 0: padding, as Hugging Face's `attention_mask`) marks the
+    positions of a (batch, T, ...) tensor; every feature of a padded position is held fixed
+    and scores 0.
+
+    Raises:
+        TypeError: a mask that is not a bool or integer tensor.
+        ValueError: tuple inputs, or a mask whose shape is not the first two of the input's.
+    """
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, Tensor) or attention_mask.is_floating_point():
+        raise TypeError(
+            "`attention_mask` must be a bool or integer tensor (batch, T): 1 for a token, 0 "
+            f"for padding; got {type(attention_mask).__name__}"
+            + (f" of dtype {attention_mask.dtype}." if isinstance(attention_mask, Tensor) else ".")
+        )
+    shape = tuple(inputs[0].shape)
+    if len(inputs) != 1 or len(shape) < 2 or tuple(attention_mask.shape) != shape[:2]:
+        shapes = [tuple(x.shape) for x in inputs]
+        raise ValueError(
+            f"`attention_mask` has shape {tuple(attention_mask.shape)}, but the scored "
+            f"tensor(s) have shape(s) {shapes}: the mask needs one (batch, T) entry per "
+            "position of a single (batch, T, ...) tensor (the token ids, or the embeddings)."
+        )
+    keep = attention_mask.to(device=inputs[0].device).bool()
+    return keep.reshape(*shape[:2], *([1] * (len(shape) - 2))).expand(shape).reshape(shape[0], -1)
+
+
 def times_distance(scores: Tensor, distances: Tensor, signed: bool) -> Tensor:
     """`scores * (x - baseline)` when `signed`, else `scores * |x - baseline|` (flat).
 
@@ -223,7 +258,7 @@ def check_request(
 class SiMECMethod:
     """What the input and the layer SiMEC attributions share beyond Captum's base classes.
 
-    No convergence delta (`SiMECAttribution` has one for its path scores), no
+    A convergence delta for the path scores (the others raise if asked for one), no
     `attribute_future`, and `multiply_by_inputs`: the scores times the distance `_DISTANCE`
     to a baseline (signed with ``signed=True``); baselines are refused where they are not
     used.
@@ -241,8 +276,8 @@ class SiMECMethod:
         return self._multiply_by_inputs
 
     def has_convergence_delta(self) -> bool:
-        """False: the scores carry no completeness property, hence no convergence delta."""
-        return False
+        """True: ``score="boundary"`` returns a delta (the other scores raise if asked for one)."""
+        return True
 
     def attribute_future(self) -> None:
         """Not implemented: SiMEC attributions are computed synchronously."""

@@ -12,6 +12,7 @@ import warnings
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import check_output
 from captum_simec.attr._base import ScoreRequest
 from captum_simec.attr._binary import BinaryLogit
 from captum_simec.explore import boundary_path
@@ -37,7 +38,7 @@ def boundary_score(request: ScoreRequest) -> tuple[Tensor, Tensor]:
         )
     model, inputs, target = request.forward_func, request.inputs, request.target
     args = _compat.format_additional_forward_args(request.additional_forward_args)
-    outputs = model_outputs(model, inputs, args)
+    outputs = check_output(model_outputs(model, inputs, args), inputs[0].shape[0])
     if outputs[0].numel() == 1:
         model, target = BinaryLogit(model), 1
     path = boundary_path(
@@ -46,6 +47,7 @@ def boundary_score(request: ScoreRequest) -> tuple[Tensor, Tensor]:
         target,
         additional_forward_args=args,
         internal_batch_size=request.internal_batch_size,
+        free=request.free,
         **{"progress": False, **request.options},
     )
     if not path.reached.all():

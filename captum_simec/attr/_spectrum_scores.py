@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from captum_simec import _compat
 from captum_simec.attr._base import ESTIMATOR_OPTIONS, ScoreRequest, check_signed
@@ -35,49 +35,41 @@ __all__ = ["ESTIMATORS", "spectrum_scores"]
 ESTIMATORS = ("exact", "hutchinson")
 
 
-def spectrum_scores(
-    request: ScoreRequest,
-    layer: nn.Module | None = None,
-    attribute_to_layer_input: bool = False,
-) -> tuple[Tensor, PullbackSpectrum | None]:
+def spectrum_scores(request: ScoreRequest) -> tuple[Tensor, PullbackSpectrum | None]:
     """Flat relevance or robustness (batch, n) and the spectrum it came from.
 
-    The metric is `request.metric`; with `layer`, `n` counts the layer's neurons. ``signed``
-    relevance is `rho_i sign(df_t/dx_i)`; the target gradient is the factor itself for the
-    ``"target"`` metric, else one more backward pass. `request.options` are geometry options,
+    The metric is `request.metric`. ``signed`` relevance is `rho_i sign(df_t/dx_i)`; the
+    target gradient is the factor itself for the ``"target"`` metric, else one more backward
+    pass. Coordinates outside `request.free` score 0. `request.options` are geometry options,
     for robustness ``domain`` (the box-aware score), for relevance the estimator's options
     (with ``estimator="hutchinson"`` there is no spectrum: None).
 
     Raises:
-        ValueError: a ``domain`` or an estimator with a `layer` (they apply to input
-            features, not to neurons); an unknown estimator, or estimator options without it.
+        ValueError: an unknown estimator, or estimator options without it.
     """
     check_signed(request.score, request.signed)
     metric = resolve_output_metric(request.metric)
     options = dict(request.options)
     domain = options.pop("domain", None)
-    estimator = _estimator_settings(request.score, options, layer)
-    if domain is not None and layer is not None:
-        raise ValueError(
-            "`domain` (box-aware robustness) applies to input features, not to a layer's "
-            "neurons: drop it for LayerSiMECAttribution."
-        )
+    estimator = _estimator_settings(request.score, options)
     common = dict(
         target=request.target,
         additional_forward_args=request.additional_forward_args,
-        layer=layer,
-        attribute_to_layer_input=attribute_to_layer_input,
         internal_batch_size=request.internal_batch_size,
+        free=request.free,
         **options,
     )
     model, inputs = request.forward_func, request.inputs
     spectrum = None
     if estimator is not None:
         relevance = _hutchinson(request, metric, estimator, options)
+        if request.free is not None:
+            relevance = relevance * request.free
     else:
         spectrum = pullback_spectrum(model, inputs, output_metric=metric, **common)
         if request.score == "robustness" and domain is not None:
-            return box_robustness(spectrum.relevance(), inputs, domain), spectrum
+            robustness = box_robustness(spectrum.relevance(), inputs, domain)
+            return robustness if spectrum.free is None else robustness * spectrum.free, spectrum
         if request.score == "robustness":
             return spectrum.robustness(), spectrum
         relevance = spectrum.relevance()
@@ -103,9 +95,7 @@ def _outputs_per_example(request: ScoreRequest, spectrum: PullbackSpectrum | Non
     return request.forward_func(*request.inputs, *args)[0].numel()
 
 
-def _estimator_settings(
-    score: str, options: dict[str, Any], layer: nn.Module | None
-) -> dict[str, Any] | None:
+def _estimator_settings(score: str, options: dict[str, Any]) -> dict[str, Any] | None:
     """The Hutchinson settings popped from `options`, or None for the exact relevance."""
     settings = {name: options.pop(name) for name in ESTIMATOR_OPTIONS if name in options}
     estimator = settings.pop("estimator", "exact")
@@ -124,11 +114,6 @@ def _estimator_settings(
             "vectors), which the Hutchinson estimator does not give. For a model with many "
             "outputs use output_metric='topk' (G = I on the k largest outputs: k exact rows) "
             "or pass a target (one row)."
-        )
-    if layer is not None:
-        raise ValueError(
-            "estimator='hutchinson' estimates the relevance of input features; "
-            "LayerSiMECAttribution computes the layer's exact factor: drop the estimator."
         )
     return settings
 

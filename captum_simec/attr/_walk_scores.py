@@ -15,10 +15,12 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import check_output
 from captum_simec.attr._base import ScoreRequest, check_signed
 from captum_simec.attr._binary import BinaryLogit
 from captum_simec.explore import simec, simexp
 from captum_simec.geometry import model_outputs
+from captum_simec.geometry.decisions import num_classes, predicted_class
 
 __all__ = ["WALK_DEFAULTS", "class_extent", "flip_displacement", "walk_score"]
 
@@ -30,10 +32,21 @@ WALK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _subset(
-    inputs: tuple[Tensor, ...], args: tuple[Any, ...] | None, rows: Tensor
-) -> tuple[tuple[Tensor, ...], tuple[Any, ...]]:
+    inputs: tuple[Tensor, ...], args: tuple[Any, ...] | None, settings: dict[str, Any], rows: Tensor
+) -> tuple[tuple[Tensor, ...], tuple[Any, ...], dict[str, Any]]:
+    """The examples `rows`: their inputs, additional arguments and walk settings."""
     batch = inputs[0].shape[0]
-    return tuple(x[rows] for x in inputs), _compat.index_additional_forward_args(args, rows, batch)
+    extra = _compat.index_additional_forward_args(args, rows, batch)
+    if settings.get("free") is not None:
+        settings = {**settings, "free": settings["free"][rows]}
+    return tuple(x[rows] for x in inputs), extra, settings
+
+
+def _captum_targets(flat: Tensor, output_shape: tuple[int, ...]) -> list[Any]:
+    """Flat output indices as Captum targets: ints, or tuples for multi-dimensional outputs."""
+    if len(output_shape) <= 1:
+        return flat.tolist()
+    return list(zip(*(i.tolist() for i in torch.unravel_index(flat, output_shape)), strict=True))
 
 
 def flip_displacement(
@@ -50,12 +63,13 @@ def flip_displacement(
     until the class changes (SiMExp ``"leave_class"``); the others walk up the margin of
     their target until it is predicted (``"to_class"``). Both walks are deterministic, so the
     batch splits without changing any example's result. A one-output model is read as a
-    binary logit (`[0, f]`, decision `f > 0`).
+    binary logit (`[0, f]`, decision `f > 0`). For (T, V) sequence outputs and a target
+    `(t, v)` the decision is the argmax at position t (`captum_simec.geometry.decisions`).
     """
-    batch = outputs.shape[0]
+    batch, shape = outputs.shape[0], tuple(outputs.shape[1:])
     if outputs[0].numel() == 1:
-        forward_func, target = BinaryLogit(forward_func), None
-    predicted = outputs.reshape(batch, -1).argmax(dim=1)
+        forward_func, target, shape = BinaryLogit(forward_func), None, (2,)
+    predicted = predicted_class(outputs.reshape(batch, -1), num_classes(shape), target)
     leave = torch.ones_like(predicted, dtype=torch.bool) if target is None else target == predicted
     displacement = torch.zeros(
         batch, sum(x[0].numel() for x in inputs), dtype=inputs[0].dtype, device=inputs[0].device
@@ -67,11 +81,16 @@ def flip_displacement(
     ):
         if rows.numel() == 0:
             continue
-        points, extra = _subset(inputs, args, rows)
-        chosen = None if target is None else target[rows]
+        points, extra, chosen_settings = _subset(inputs, args, settings, rows)
+        chosen = None if target is None else _captum_targets(target[rows], shape)
         classes = {"target": chosen} if mode == "leave_class" else {"target_class": chosen}
         walk = simexp(
-            forward_func, points, mode=mode, additional_forward_args=extra, **classes, **settings
+            forward_func,
+            points,
+            mode=mode,
+            additional_forward_args=extra,
+            **classes,
+            **chosen_settings,
         )
         displacement[rows] = walk.points_flat[-1] - walk.points_flat[0]
         unfinished |= {reason for reason in walk.stop_reason if reason != done}
@@ -113,14 +132,14 @@ def walk_score(request: ScoreRequest) -> Tensor:
     `request.options` override `WALK_DEFAULTS`.
     """
     check_signed(request.score, request.signed)
-    settings = {**WALK_DEFAULTS[request.score], **request.options}
+    settings = {**WALK_DEFAULTS[request.score], **request.options, "free": request.free}
     if request.output_metric is not None:
         settings["output_metric"] = request.output_metric
     model, inputs, target = request.forward_func, request.inputs, request.target
     args = _compat.format_additional_forward_args(request.additional_forward_args)
     if request.score == "class_extent":
         return class_extent(model, inputs, args, target, settings)
-    outputs = model_outputs(model, inputs, args)  # as the walk will see them
+    outputs = check_output(model_outputs(model, inputs, args), inputs[0].shape[0])  # as the walk
     flat_target = _compat.target_to_flat_indices(target, outputs.shape, inputs[0].device)
     displacement = flip_displacement(model, inputs, args, outputs, flat_target, settings)
     return displacement if request.signed else displacement.abs()

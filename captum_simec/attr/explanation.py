@@ -10,6 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.attr._base import (
     GEOMETRY_OPTIONS,
     InputsType,
@@ -19,6 +20,7 @@ from captum_simec.attr._base import (
 )
 from captum_simec.attr._spectrum_scores import spectrum_scores
 from captum_simec.geometry import resolve_output_metric
+from captum_simec.geometry.decisions import num_classes, predicted_class
 from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["Explanation", "explain"]
@@ -42,7 +44,8 @@ class Explanation:
         rank_margin: how far the rank tolerance could move without changing the rank
             (batch,), >= 1; near 1 the rank is a close call (see `PullbackSpectrum`).
         outputs: model outputs (batch, *output_shape), detached.
-        predicted: arg-max of each example's flattened output (batch,).
+        predicted: the decided class per example, a flat output index (batch,): the arg-max
+            of the output, at the target's position for (T, V) sequence outputs.
         target: flat target index per example, or None.
         output_metric: name of the output metric used.
     """
@@ -76,6 +79,7 @@ def explain(
     additional_forward_args: Any = None,
     output_metric: MetricSpec | None = None,
     internal_batch_size: int | None = None,
+    output: OutputSpec = None,
     **geometry_options: Any,
 ) -> Explanation:
     """Relevance, robustness and the spectrum of `g = J^T G J` in one call.
@@ -93,6 +97,8 @@ def explain(
         output_metric: as in `SiMECAttribution.attribute` (None: "target" with a target,
             else "euclidean").
         internal_batch_size: most (example, output row) pairs per backward pass.
+        output: the tensor to explain when the model returns a ModelOutput, dict or tuple:
+            a key or attribute (``"logits"``), a position, or a callable of the output.
         **geometry_options: `rtol`, `atol`, `solver`, `jacobian_method`.
 
     Returns:
@@ -104,6 +110,7 @@ def explain(
     metric = resolve_output_metric(default_output_metric(output_metric, target))
     request = ScoreRequest.collect(
         locals(),
+        forward_func=select_output(forward_func, output),
         inputs=formatted,
         score="relevance",
         output_metric=metric,
@@ -130,7 +137,14 @@ def explain(
         spectral_gap=spectrum.spectral_gap,
         rank_margin=spectrum.rank_margin,
         outputs=outputs,
-        predicted=outputs.reshape(outputs.shape[0], -1).argmax(dim=1),
+        predicted=_decisions(outputs, spectrum.target),
         target=spectrum.target,
         output_metric=metric.name,
     )
+
+
+def _decisions(outputs: Tensor, target: Tensor | None) -> Tensor:
+    """The decided class per example (flat index), at the target's position if it has one."""
+    flat = outputs.reshape(outputs.shape[0], -1)
+    classes = num_classes(tuple(outputs.shape[1:]))
+    return predicted_class(flat, flat.shape[1] if target is None else classes, target)

@@ -10,38 +10,47 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.attr._base import (
-    GEOMETRIC_SCORES,
+    SCORES,
     BaselinesType,
     InputsType,
     ScoreRequest,
     SiMECMethod,
     check_request,
+    position_mask,
     times_distance,
 )
-from captum_simec.attr._spectrum_scores import spectrum_scores
-from captum_simec.geometry import layer_representation
+from captum_simec.attr._scores import score_maps
+from captum_simec.geometry import layer_function, layer_representation
 from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["LayerSiMECAttribution"]
 
 
 class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
-    r"""SiMEC relevance and robustness of a layer's neurons.
+    r"""SiMEC scores of a layer's neurons: the metric pulled back to the layer.
 
     The model factors through the layer as `f(x) = F(h(x))`; the output metric `G` is pulled
     back to the layer's representation `h` by `J_F = dF/dh`: `g_h = J_F^T G J_F = A^T A`.
-    Per neuron `j`: relevance `rho_j = ||A e_j||` and robustness
-    `kappa_j = 1 - sum_{k<=r} v_kj^2` (see `SiMECAttribution` for the meaning and for which
+    Every score of `SiMECAttribution` is offered, with `h` in the role of the input:
+    relevance `rho_j = ||A e_j||`, robustness `kappa_j = 1 - sum_{k<=r} v_kj^2`, and the walk
+    and path scores (``flip``, ``class_extent``, ``boundary``), whose SiMExp / SiMEC walks
+    move `h` with the inputs held fixed (see `SiMECAttribution` for the meaning and for which
     metrics are target-specific; the default metric is ``"target"`` with a `target`, else
-    ``"euclidean"``, and for robustness `G = I` on the top three outputs). The result has the
-    layer's shape, so `LayerAttribution.interpolate` upsamples a convolutional map to the
-    input's size.
+    ``"euclidean"``, and for robustness `G = I` on the top three outputs; ``domain`` is then
+    a box of the layer's values). The result has the layer's shape, so
+    `LayerAttribution.interpolate` upsamples a convolutional map to the input's size.
+
+    Token ids. As with Captum's `LayerIntegratedGradients`, the inputs may be integer token
+    ids when `layer` is the embedding (``model.get_input_embeddings()`` for Hugging Face
+    models): the maps are then (batch, T, H) over the embedding coordinates, `attention_mask`
+    holds the padded positions fixed (they score exactly 0), and
+    `captum_simec.text.token_scores` sums them up per token.
 
     With ``multiply_by_inputs=True`` the scores are multiplied by `|h(x) - h(baseline)|`, the
     layer's activation difference, as LayerIntegratedGradients' global attribution (by
-    `h(x) - h(baseline)` with ``signed=True``). The walk and path scores (flip,
-    class_extent, boundary) move inputs, not activations, and are not offered here.
+    `h(x) - h(baseline)` with ``signed=True``).
     """
 
     _DISTANCE = "|h(x) - h(baseline)|"
@@ -53,6 +62,7 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
         multiply_by_inputs: bool = False,
+        output: OutputSpec = None,
     ) -> None:
         """
         Args:
@@ -63,6 +73,9 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                 representation is substituted through hooks on one device).
             multiply_by_inputs: multiply by `|h(x) - h(baseline)|` (by `h(x) - h(baseline)`
                 with ``signed=True``).
+            output: the tensor to explain when the model returns a ModelOutput, dict or
+                tuple: a key or attribute (``output="logits"``), a position, or a callable
+                of the output.
 
         Raises:
             ValueError: `layer` is not an nn.Module, or a DataParallel setup is requested.
@@ -74,6 +87,7 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
                 "LayerSiMECAttribution does not support DataParallel (`device_ids`): pass the "
                 "underlying module (model.module) on one device and device_ids=None."
             )
+        forward_func = select_output(forward_func, output)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
         self._multiply_by_inputs = bool(multiply_by_inputs)
@@ -91,43 +105,62 @@ class LayerSiMECAttribution(SiMECMethod, LayerAttribution, GradientAttribution):
         internal_batch_size: int | None = None,
         attribute_to_layer_input: bool = False,
         return_convergence_delta: bool = False,
+        attention_mask: Tensor | None = None,
         **options: Any,
-    ) -> Tensor:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Per-neuron SiMEC scores of the layer, in the layer's shape (batch, *layer_shape).
 
         Args:
-            inputs: a tensor or a tuple of tensors, batch first.
-            target: Captum target (int, tuple, tensor, list of ints or of tuples).
-            additional_forward_args: extra arguments of `forward_func`.
-            score: ``"relevance"`` or ``"robustness"``.
+            inputs: a tensor or a tuple of tensors, batch first; integer token ids when
+                `layer` turns them into vectors (an embedding).
+            target: Captum target (int, tuple, tensor, list of ints or of tuples); for
+                (batch, T, V) sequence outputs `(t, v)`, whose class decision (flip) is the
+                argmax at position t.
+            additional_forward_args: extra arguments of `forward_func` (e.g. the attention
+                mask of a Hugging Face model), as in Captum.
+            score: ``"relevance"``, ``"robustness"``, ``"flip"``, ``"class_extent"`` or
+                ``"boundary"`` (see `SiMECAttribution`).
             output_metric: None (``"target"`` with a target, else ``"euclidean"``) or any
                 metric `SiMECAttribution` accepts.
             baselines: input-space reference for ``multiply_by_inputs`` (None = 0, number,
                 tensor, tuple); only allowed when the instance multiplies by inputs.
-            signed: relevance times the sign of `dF_t/dh_j`.
+            signed: relevance times the sign of `dF_t/dh_j`; flip as `h_flip - h`.
             internal_batch_size: most (example, output row) pairs per backward pass.
             attribute_to_layer_input: score the layer's input instead of its output.
-            return_convergence_delta: must be False (there is no delta); True raises.
-            **options: `rtol`, `atol`, `solver`, `jacobian_method` (see `pullback_spectrum`).
+            return_convergence_delta: with ``score="boundary"``, also return the delta
+                `sum_j a_j - (F_t(h) - F_t(h_end))` per example; other scores raise.
+            attention_mask: for a (batch, T, ...) layer such as an embedding, (batch, T) with
+                1 for a token and 0 for padding (Hugging Face's mask): padded positions are
+                held fixed by the walks and score exactly 0. The model still needs the mask
+                in `additional_forward_args`.
+            **options: as for `SiMECAttribution` (geometry options, the relevance
+                estimator's, the options of `simexp` / `simec` / `boundary_path`), with `h` in
+                the role of the input.
 
         Returns:
-            A tensor of the layer's output (or input) shape.
+            A tensor of the layer's output (or input) shape; with
+            ``return_convergence_delta``, also the delta (batch,).
         """
-        check_request(score, GEOMETRIC_SCORES, return_convergence_delta, options)
-        formatted = _compat.format_inputs(inputs)
+        check_request(score, SCORES, return_convergence_delta, options)
+        formatted = _compat.format_inputs(inputs, integers=True)
         references = self._baselines(baselines, formatted, score)
-        request = ScoreRequest.collect(
-            locals(), forward_func=self.forward_func, inputs=formatted, options=options
+        args = _compat.format_additional_forward_args(additional_forward_args)
+        through, hidden, rest = layer_function(
+            self.forward_func, self.layer, formatted, args, attribute_to_layer_input
         )
-        flat, spectrum = spectrum_scores(request, self.layer, attribute_to_layer_input)
+        request = ScoreRequest.collect(
+            locals(),
+            forward_func=through,
+            inputs=hidden,
+            additional_forward_args=rest,
+            free=position_mask(attention_mask, hidden),
+            options=options,
+        )
+        flat, delta = score_maps(request)
         if references is not None:
-            args = _compat.format_additional_forward_args(additional_forward_args)
-
-            def represent(points: tuple[Tensor, ...]) -> Tensor:
-                return layer_representation(
-                    self.forward_func, self.layer, points, args, attribute_to_layer_input
-                )
-
-            distances = represent(formatted) - represent(references)
-            flat = times_distance(flat, distances.reshape(flat.shape), signed)
-        return spectrum.unflatten(flat)
+            baseline_hidden = layer_representation(
+                self.forward_func, self.layer, references, args, attribute_to_layer_input
+            )
+            flat = times_distance(flat, (hidden[0] - baseline_hidden).reshape(flat.shape), signed)
+        attributions = flat.reshape(hidden[0].shape)
+        return (attributions, delta) if return_convergence_delta else attributions

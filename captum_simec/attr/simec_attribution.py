@@ -24,22 +24,21 @@ from typing import Any
 
 from captum.attr import GradientAttribution
 from captum.log import log_usage
+from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.attr._base import (
-    GEOMETRIC_SCORES,
-    PATH_SCORES,
     SCORES,
     BaselinesType,
     InputsType,
     ScoreRequest,
     SiMECMethod,
     check_request,
+    position_mask,
     times_distance,
 )
-from captum_simec.attr._path_scores import boundary_score
-from captum_simec.attr._spectrum_scores import spectrum_scores
-from captum_simec.attr._walk_scores import walk_score
+from captum_simec.attr._scores import score_maps
 from captum_simec.geometry.metrics import MetricSpec
 
 __all__ = ["SiMECAttribution"]
@@ -130,20 +129,24 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
     refuses it.
     """
 
-    def __init__(self, forward_func: Callable[..., Any], multiply_by_inputs: bool = False) -> None:
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        multiply_by_inputs: bool = False,
+        output: OutputSpec = None,
+    ) -> None:
         """
         Args:
             forward_func: the model or any function of the inputs returning a tensor with the
                 batch as dim 0 (logits or log-probabilities are best, see method.md).
             multiply_by_inputs: multiply the scores by `|x - baseline|` (`x - baseline` with
                 ``signed=True``).
+            output: the tensor to explain when the model returns a ModelOutput, dict or
+                tuple: a key or attribute (``output="logits"``), a position, or a callable
+                of the output; `forward_func` is then `select_output(model, output)`.
         """
-        GradientAttribution.__init__(self, forward_func)
+        GradientAttribution.__init__(self, select_output(forward_func, output))
         self._multiply_by_inputs = bool(multiply_by_inputs)
-
-    def has_convergence_delta(self) -> bool:
-        """True: ``score="boundary"`` returns a delta (the other scores raise if asked for one)."""
-        return True
 
     @log_usage()
     def attribute(
@@ -157,6 +160,7 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
         signed: bool = False,
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
+        attention_mask: Tensor | None = None,
         **options: Any,
     ) -> InputsType:
         """Per-feature SiMEC scores, in the structure and shape of `inputs`.
@@ -180,6 +184,10 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
             internal_batch_size: most (example, output row) pairs per backward pass.
             return_convergence_delta: with ``score="boundary"``, also return the delta
                 `sum_i a_i - (f_t(x) - f_t(x_end))` per example; other scores raise.
+            attention_mask: for a (batch, T, ...) input of token embeddings, (batch, T) with
+                1 for a token and 0 for padding (Hugging Face's mask): padded positions are
+                held fixed by the walks and score exactly 0. Pass the mask to the model
+                through `additional_forward_args` as well.
             **options: for relevance/robustness `rtol`, `atol`, `solver`, `jacobian_method`
                 (see `pullback_spectrum`), and `domain` for box-aware robustness; for
                 relevance `estimator` (``"exact"``, or ``"hutchinson"`` for many outputs:
@@ -200,15 +208,13 @@ class SiMECAttribution(SiMECMethod, GradientAttribution):
         formatted = _compat.format_inputs(inputs)
         references = self._baselines(baselines, formatted, score)
         request = ScoreRequest.collect(
-            locals(), forward_func=self.forward_func, inputs=formatted, options=options
+            locals(),
+            forward_func=self.forward_func,
+            inputs=formatted,
+            free=position_mask(attention_mask, formatted),
+            options=options,
         )
-        delta = None
-        if score in GEOMETRIC_SCORES:
-            flat = spectrum_scores(request)[0]
-        elif score in PATH_SCORES:
-            flat, delta = boundary_score(request)
-        else:
-            flat = walk_score(request)
+        flat, delta = score_maps(request)
         if references is not None:
             distances = _compat.flatten_features(formatted) - _compat.flatten_features(references)
             flat = times_distance(flat, distances, signed)

@@ -91,13 +91,17 @@ class _ClassChange(DirectionPolicy):
         self.stop_on_class_change = stop_on_class_change
         self.boundary_tol = boundary_tol if stop_on_class_change else None
 
+    def setup(self, context: WalkContext) -> None:
+        if self.stop_on_class_change:
+            context.start_class  # noqa: B018 (sequence outputs without a target fail here)
+
     def steering(self, context: WalkContext) -> tuple[OutputMetric, Tensor | None]:
         return context.metric, context.target
 
     def stop(self, outputs: Tensor, rows: Tensor, context: WalkContext) -> Tensor | None:
         if not self.stop_on_class_change:
             return None
-        return outputs.argmax(dim=1) != context.start_class[rows]
+        return context.decision(outputs, rows) != context.start_class[rows]
 
 
 class RangePolicy(_ClassChange):
@@ -167,13 +171,13 @@ class MarginPolicy(DirectionPolicy):
                     "per example as a list or tensor."
                 )
             self.goal = _compat.target_to_flat_indices(
-                self.goal_spec, outputs.shape, outputs.device
+                self.goal_spec, (outputs.shape[0], *context.output_shape), outputs.device
             )
         if context.target is None:
             context.target = self.goal
 
     def steering(self, context: WalkContext) -> tuple[OutputMetric, Tensor | None]:
-        return MarginMetric(), self.goal
+        return MarginMetric(context.classes), self.goal
 
     def propose(self, spectrum: PullbackSpectrum, view: StepView, context: WalkContext) -> Tensor:
         gradient = unit(spectrum.factor[:, 0, :])
@@ -183,10 +187,11 @@ class MarginPolicy(DirectionPolicy):
     def stop(self, outputs: Tensor, rows: Tensor, context: WalkContext) -> Tensor | None:
         if not self.stops:
             return None
-        predicted = outputs.argmax(dim=1)
+        goal = self.goal[rows]  # the decision at the goal's position
+        predicted = context.decision(outputs, rows, position=goal)
         if self.mode == "leave_class":
             return predicted != context.start_class[rows]
-        return predicted == self.goal[rows]
+        return predicted == goal
 
 
 class ParityRangePolicy(_ClassChange):

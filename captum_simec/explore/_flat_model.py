@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -9,13 +10,14 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import check_output
 from captum_simec.geometry import model_outputs
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric
 from captum_simec.geometry.pullback import pullback_spectrum
 from captum_simec.geometry.spectrum import PullbackSpectrum
 from captum_simec.geometry.tolerance import saturation_recorded
 
-__all__ = ["FlatModel", "FlatOutputs"]
+__all__ = ["FlatModel", "FlatOutputs", "flat_free"]
 
 
 class FlatOutputs:
@@ -26,14 +28,46 @@ class FlatOutputs:
         self.output_shape: torch.Size | None = None  # per example, of the last call
 
     def __call__(self, *args: Any) -> Tensor:
-        output = self.forward_func(*args)
-        if not isinstance(output, Tensor) or output.dim() == 0:
-            raise TypeError(
-                "forward_func must return a tensor with the batch as dim 0, got "
-                f"{type(output).__name__}."
-            )
+        output = check_output(self.forward_func(*args), args[0].shape[0])
         self.output_shape = output.shape[1:]
         return output.reshape(output.shape[0], -1)
+
+
+def flat_free(
+    free: Tensor | tuple[Tensor, ...] | None,
+    shapes: tuple[torch.Size, ...],
+    batch: int,
+    device: torch.device,
+) -> Tensor | None:
+    """The walk's `free` mask as a bool tensor (batch, n) on `device`, from the input
+    structure or flat.
+
+    A tensor (or one per input) is broadcast to (batch, *input_shape), so a (batch, T, 1)
+    mask frees whole positions of a (batch, T, H) input; a (batch, n) tensor passes through.
+
+    Raises:
+        TypeError: not a bool or integer tensor (or a tuple of them).
+        ValueError: a shape that does not broadcast to the inputs.
+    """
+    if free is None:
+        return None
+    n = sum(math.prod(shape) for shape in shapes)
+    parts = free if isinstance(free, tuple) else (free,)
+    if not all(isinstance(p, Tensor) and not p.is_floating_point() for p in parts):
+        raise TypeError("`free` must be a bool tensor (True: the coordinate may move).")
+    if len(parts) == 1 and parts[0].shape == (batch, n):
+        return parts[0].bool().to(device)
+    if len(parts) != len(shapes):
+        raise ValueError(f"`free` has {len(parts)} part(s) for {len(shapes)} input(s).")
+    try:
+        pieces = [p.bool().broadcast_to((batch, *s)) for p, s in zip(parts, shapes, strict=True)]
+    except RuntimeError as error:
+        raise ValueError(
+            f"`free` of shape(s) {[tuple(p.shape) for p in parts]} does not broadcast to the "
+            f"inputs {[(batch, *s) for s in shapes]} (nor is it flat, ({batch}, {n})): give "
+            "one bool per coordinate, or e.g. (batch, T, 1) for whole positions."
+        ) from error
+    return _compat.flatten_features(tuple(pieces)).to(device)
 
 
 class FlatModel:
@@ -46,6 +80,7 @@ class FlatModel:
             indexed by rows).
         batch: the walk's batch size.
         rtol, atol, jacobian_method, internal_batch_size: as in `pullback_spectrum`.
+        free: bool mask (batch, n) of the coordinates that may move, or None (all).
     """
 
     def __init__(
@@ -58,8 +93,10 @@ class FlatModel:
         atol: float,
         jacobian_method: str,
         internal_batch_size: int | None,
+        free: Tensor | None = None,
     ) -> None:
         self.forward = FlatOutputs(forward_func)
+        self.free = free
         self.shapes = shapes
         self.args = args
         self.batch = batch
@@ -108,5 +145,6 @@ class FlatModel:
                 output_metric=metric,
                 target=target,
                 additional_forward_args=self._args(rows),
+                free=None if self.free is None else self.free[rows],
                 **self.geometry,
             )

@@ -24,11 +24,13 @@ that validates its arguments and calls `run_walk` (docs/architecture.md).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from captum_simec.explore._rng import ExampleRNG
+from captum_simec.geometry.decisions import num_classes, predicted_class
 from captum_simec.geometry.metrics import FixedMetric, OutputMetric
 from captum_simec.geometry.spectrum import PullbackSpectrum
 
@@ -41,20 +43,50 @@ class WalkContext:
 
     Attributes:
         start_outputs: flattened outputs at the start (batch, m).
-        start_class: argmax of the start outputs (batch,).
         target: flat target index per example (Captum target, or a policy's default).
         metric: the output metric, evaluated at the current point ("live").
         step_size: the nominal step length.
+        output_shape: the output's shape per example: a classifier decides the argmax over
+            its last dimension (at the target's position for (T, V) sequence outputs).
         frozen_metric: the output metric's factor fixed at the start point (set after the
             policy's `setup`, with its `target`).
+        spectrum_at: the steering spectrum at flat points (active, n) of the examples `rows`
+            (ascending, distinct), one Jacobian each: for a policy that needs points of its
+            own between the walk's (set by the walk loop).
     """
 
     start_outputs: Tensor
-    start_class: Tensor
     target: Tensor | None
     metric: OutputMetric
     step_size: float
+    output_shape: tuple[int, ...]
     frozen_metric: FixedMetric | None = None
+    spectrum_at: Callable[[Tensor, Tensor], PullbackSpectrum] | None = None
+    _start_class: Tensor | None = field(default=None, init=False, repr=False)
+
+    def decision(self, outputs: Tensor, rows: Tensor, position: Tensor | None = None) -> Tensor:
+        """The class decided at flat `outputs` of the examples `rows` (a flat output index):
+        the argmax over the last output dimension at `position` (default: their target's).
+
+        Raises:
+            ValueError: outputs with several positions and neither a target nor `position`.
+        """
+        if position is None and self.target is not None:
+            position = self.target[rows]
+        return predicted_class(outputs, self.classes, position)
+
+    @property
+    def classes(self) -> int:
+        """Classes per decision: the size of the output's last dimension."""
+        return num_classes(self.output_shape)
+
+    @property
+    def start_class(self) -> Tensor:
+        """The class decided at the start (batch,), at the target's position."""
+        if self._start_class is None:
+            everyone = torch.arange(self.start_outputs.shape[0], device=self.start_outputs.device)
+            self._start_class = self.decision(self.start_outputs, everyone)
+        return self._start_class
 
 
 @dataclass

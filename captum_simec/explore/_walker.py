@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from captum_simec import _compat
 from captum_simec._runtime import show_progress
-from captum_simec.explore._flat_model import FlatModel
+from captum_simec.explore._flat_model import FlatModel, flat_free
 from captum_simec.explore._policy import DirectionPolicy, StepView, WalkContext
 from captum_simec.explore._record import WalkRecord, put, rows_index
 from captum_simec.explore._rng import ExampleRNG
@@ -96,22 +96,24 @@ class Walker:
             options.atol,
             options.jacobian_method,
             options.internal_batch_size,
+            free=flat_free(options.free, shapes, batch, device),
         )
         self.everyone = torch.arange(batch, device=device)
         outputs = self.model.outputs(x, self.everyone)
         output_shape = (batch, *self.model.forward.output_shape)
-        metric = resolve_output_metric(options.output_metric)
+        metric = resolve_output_metric(options.output_metric).for_output(output_shape[1:])
         self.context = WalkContext(
             start_outputs=outputs,
-            start_class=outputs.argmax(dim=1),
             target=_compat.target_to_flat_indices(options.target, output_shape, device),
             metric=metric,
             step_size=float(options.step_size),
+            output_shape=tuple(output_shape[1:]),
         )
         policy.setup(self.context)
         self.context.frozen_metric = metric.freeze(outputs, self.context.target)
         self.drift_rows = self.context.frozen_metric.rows
         self.steering = policy.steering(self.context)
+        self.context.spectrum_at = self.evaluate
         self.tolerance = None
         if self.settings is not None:
             level = (self.drift_rows @ outputs.unsqueeze(2)).squeeze(2).norm(dim=1)
@@ -147,6 +149,7 @@ class Walker:
             kind=self.policy.kind,
             seeds=self.rng.seeds,
             target=self.context.target,
+            classes=self.context.classes,
             input_shapes=self.shapes,
             is_inputs_tuple=self.is_inputs_tuple,
             metric=self.metric_name,

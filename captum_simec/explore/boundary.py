@@ -24,9 +24,12 @@ Quadrature. Every step is a straight segment `[a, b]`; its contribution is the t
 rule `(b - a) * (grad f_t(a) + grad f_t(b)) / 2`. The target gradients come with the walk's
 own Jacobians (the steering factor has the rows `e_t - e_r` and `e_t`), so the integral costs
 no extra backward pass. The segment's completeness error `f_t(b) - f_t(a) - sum_i (...)_i` is
-known exactly and summed into the convergence delta: O(h^3) per segment on smooth models
-(the delta falls as `n_steps^-2`), zero on linear ones, larger on ReLU networks whose
-gradient jumps inside a segment.
+known exactly; where it exceeds the segment's share of `1 %` of the start margin (a long step
+over a curved stretch, such as a first step that crosses the boundary where the margin
+steepens), the same straight segment is integrated again by the composite trapezoid rule on
+2, 4, ... 64 pieces, one Jacobian per new point. What remains is summed into the convergence
+delta: O(h^3) per segment on smooth models (the delta falls as `n_steps^-2`), zero on
+linear ones, larger on ReLU networks whose gradient jumps inside a segment.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec._validation import check_int, check_positive
 from captum_simec.explore._boundary import BoundaryPolicy
 from captum_simec.explore._walker import run_walk
@@ -97,6 +101,8 @@ def boundary_path(
     progress: bool | None = DEFAULTS.progress,
     jacobian_method: str = DEFAULTS.jacobian_method,
     internal_batch_size: int | None = DEFAULTS.internal_batch_size,
+    free: Tensor | tuple[Tensor, ...] | None = DEFAULTS.free,
+    output: OutputSpec = None,
 ) -> BoundaryPath:
     """The target's gradient integrated along the SiMExp walk out of the class (module doc).
 
@@ -104,7 +110,8 @@ def boundary_path(
         forward_func: a classifier (eval mode) with at least two outputs per example,
             returning logits or log-probabilities.
         inputs: a tensor or tuple of tensors, batch first.
-        target: Captum target; None uses the predicted class.
+        target: Captum target; None uses the predicted class. For (T, V) sequence outputs
+            `(t, v)`: the margin and the decision are those at position t.
         additional_forward_args: extra arguments of `forward_func`, as in Captum.
         n_steps: the steps the walk plans (each a Jacobian of two rows); more steps give a
             path closer to the steepest-descent curve and a smaller delta.
@@ -118,6 +125,10 @@ def boundary_path(
             then ends where its examples would end alone.
         progress: tqdm bar over the steps (None: only on a terminal).
         jacobian_method, internal_batch_size: see `captum_simec.geometry.pullback_spectrum`.
+        free: which coordinates may move (the others stay fixed and score 0, e.g. padded
+            tokens), as in `simec`. None: all.
+        output: the tensor to explain when the model returns a ModelOutput, dict or tuple:
+            a key or attribute (``"logits"``), a position, or a callable of the output.
 
     Returns:
         A `BoundaryPath`.
@@ -138,7 +149,7 @@ def boundary_path(
     options = WalkOptions.collect(
         locals(), steps=budget, step_size=1.0, output_metric="target", save_every=budget, seed=0
     )
-    walk = run_walk(forward_func, inputs, policy, options)
+    walk = run_walk(select_output(forward_func, output), inputs, policy, options)
     dtype = formatted[0].dtype
     return BoundaryPath(
         attributions=walk.unflatten((-policy.integral).to(dtype)),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from captum_simec import _compat
 from captum_simec.explore.constraints import Box
@@ -49,6 +50,9 @@ class WalkOptions:
         jacobian_method: Jacobian path (see `captum_simec.geometry.jacobian`).
         internal_batch_size: most (example, metric row) pairs per backward pass.
         rtol: relative rank tolerance; atol: its absolute floor.
+        free: which coordinates may move: a bool tensor broadcastable to the inputs
+            (batch, *input_shape) or flat (batch, n); the others stay fixed (e.g. padded
+            tokens). None: all.
 
     Raises:
         TypeError / ValueError: on construction, for a bad `steps`, `save_every`,
@@ -73,6 +77,7 @@ class WalkOptions:
     internal_batch_size: int | None = None
     rtol: float | None = None
     atol: float = 0.0
+    free: Tensor | tuple[Tensor, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "save_every"):

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, check_output, select_output
 from captum_simec.explore._bases import check_basis_size
 from captum_simec.explore._directions import NullPolicy
 from captum_simec.explore._policy import DirectionPolicy, StepView, WalkContext
@@ -125,6 +126,7 @@ def preimage(
     internal_batch_size: int | None = DEFAULTS.internal_batch_size,
     rtol: float | None = DEFAULTS.rtol,
     atol: float = DEFAULTS.atol,
+    output: OutputSpec = None,
 ) -> Preimage:
     """Covers `{x : low <= f(x) <= high}` for a scalar-output model, level by level.
 
@@ -142,7 +144,7 @@ def preimage(
         corrector: SiMEC corrector (default on: points then stay on their level).
         direction: SiMEC direction ("isotropic" or "eigenvector").
         additional_forward_args, save_every, seed, generator, progress, jacobian_method,
-            internal_batch_size, rtol, atol: as in `simec`.
+            internal_batch_size, rtol, atol, output: as in `simec`.
 
     Returns:
         A `Preimage`; all its points have outputs in `[low, high]`.
@@ -161,12 +163,13 @@ def preimage(
         level_tol = 1e-3 * (high - low) / sweeps
     elif not (isinstance(level_tol, float | int) and level_tol > 0):
         raise ValueError(f"`level_tol` must be a positive number, got {level_tol!r}.")
+    forward_func = select_output(forward_func, output)
     formatted = _compat.format_inputs(inputs)
     args = _compat.format_additional_forward_args(additional_forward_args)
     batch = formatted[0].shape[0]
-    first = model_outputs(forward_func, formatted, args)
-    if not isinstance(first, Tensor) or first.reshape(batch, -1).shape[1] != 1:
-        shape = tuple(first.shape) if isinstance(first, Tensor) else type(first).__name__
+    first = check_output(model_outputs(forward_func, formatted, args), batch)
+    if first.reshape(batch, -1).shape[1] != 1:
+        shape = tuple(first.shape)
         raise ValueError(
             f"preimage needs a scalar-output regressor, but forward_func returned {shape} for "
             f"a batch of {batch}: wrap the model to return the one output of interest."

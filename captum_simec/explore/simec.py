@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.explore._bases import check_basis_size, parity_domain
 from captum_simec.explore._directions import NullPolicy
 from captum_simec.explore._walker import run_walk
@@ -49,6 +50,8 @@ def simec(
     internal_batch_size: int | None = DEFAULTS.internal_batch_size,
     rtol: float | None = DEFAULTS.rtol,
     atol: float = DEFAULTS.atol,
+    free: Tensor | tuple[Tensor, ...] | None = DEFAULTS.free,
+    output: OutputSpec = None,
     parity: bool = False,
     parity_split: int | None = None,
 ) -> Walk:
@@ -86,6 +89,11 @@ def simec(
         jacobian_method: Jacobian path (see `captum_simec.geometry.jacobian`).
         internal_batch_size: most (example, metric row) pairs per backward pass.
         rtol: relative rank tolerance; atol: absolute floor (see `pullback_spectrum`).
+        free: which coordinates may move (the others stay fixed, e.g. padded tokens): a bool
+            tensor broadcastable to the inputs, such as (batch, T, 1) for whole positions of
+            (batch, T, H) embeddings, or flat (batch, n). None: all.
+        output: the tensor to explain when the model returns a ModelOutput, dict or tuple:
+            a key or attribute (``"logits"``), a position, or a callable of the output.
         parity: reproduce the papers' walk instead (not recommended): eigenvectors of the
             dense n x n metric by ascending eigenvalue, null ones chosen at random with a
             random sign, the box enforced by clamping, no corrector.
@@ -102,11 +110,12 @@ def simec(
     """
     policy = NullPolicy(direction, parity, parity_split)
     box = parity_domain(inputs, domain, parity, parity_split)
-    if parity and corrector is not False:
+    if parity and (corrector is not False or free is not None):
         raise ValueError(
-            "parity=True reproduces the papers' walk, which has no corrector: pass "
-            "corrector=False (or drop parity to use the corrector)."
+            "parity=True reproduces the papers' walk, which has no corrector and moves every "
+            "coordinate: pass corrector=False and free=None (or drop parity)."
         )
     if direction == "eigenvector" and not parity:
         check_basis_size(inputs, "direction='eigenvector'")
-    return run_walk(forward_func, inputs, policy, WalkOptions.collect(locals(), domain=box))
+    options = WalkOptions.collect(locals(), domain=box)
+    return run_walk(select_output(forward_func, output), inputs, policy, options)

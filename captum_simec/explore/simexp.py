@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.explore._bases import parity_domain
 from captum_simec.explore._directions import MarginPolicy, ParityRangePolicy, RangePolicy
 from captum_simec.explore._policy import DirectionPolicy
@@ -66,6 +67,8 @@ def simexp(
     internal_batch_size: int | None = DEFAULTS.internal_batch_size,
     rtol: float | None = DEFAULTS.rtol,
     atol: float = DEFAULTS.atol,
+    free: Tensor | tuple[Tensor, ...] | None = DEFAULTS.free,
+    output: OutputSpec = None,
     parity: bool = False,
     parity_split: int | None = None,
 ) -> Walk:
@@ -97,7 +100,8 @@ def simexp(
         max_output_change: stop an example once `||C (f(x) - f(x_0))||` exceeds this
             (reason "max_output_change").
         additional_forward_args, domain, on_rank_change, save_every, seed, generator,
-            progress, jacobian_method, internal_batch_size, rtol, atol: as in `simec`.
+            progress, jacobian_method, internal_batch_size, rtol, atol, free, output: as in
+            `simec`.
         parity: the papers' MNIST walk instead (not recommended; mode must be "random"): per
             step one random null and one random non-null eigenvector of the dense metric,
             each with a random sign and length `step_size / 2`, the box enforced by clamping.
@@ -121,10 +125,11 @@ def simexp(
     if not isinstance(stop_on_class_change, bool) or not isinstance(refine_boundary, bool):
         raise TypeError("`stop_on_class_change` and `refine_boundary` must be bools.")
     box = parity_domain(inputs, domain, parity, parity_split)
-    if parity and mode != "random":
+    if parity and (mode != "random" or free is not None):
         raise ValueError(
-            f"parity=True reproduces the papers' random walk; mode={mode!r} has no parity "
-            "version: use mode='random' (or drop parity)."
+            f"parity=True reproduces the papers' random walk of every coordinate; mode={mode!r}"
+            f" with free={'None' if free is None else 'a mask'} has no parity version: use "
+            "mode='random' and free=None (or drop parity)."
         )
     tolerance = _boundary_tolerance(inputs, step_size, boundary_tol)
     tolerance = tolerance if refine_boundary else None
@@ -137,7 +142,7 @@ def simexp(
     options = WalkOptions.collect(
         locals(), domain=box, max_drift=max_output_change, drift_reason="max_output_change"
     )
-    return run_walk(forward_func, inputs, policy, options)
+    return run_walk(select_output(forward_func, output), inputs, policy, options)
 
 
 def _boundary_tolerance(

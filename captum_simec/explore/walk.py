@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec.geometry.decisions import predicted_class
 from captum_simec.geometry.metrics import as_probabilities
 
 __all__ = ["RankChangeWarning", "Walk"]
@@ -63,6 +64,8 @@ class Walk:
         target: flat target per example used by the walk's metric or mode (or None).
         input_shapes: per-example input shapes; is_inputs_tuple: tuple inputs or not.
         metric: name of the output metric.
+        classes: classes per decision, the size of the output's last dimension (None: all
+            outputs); sequence outputs (T, V) are decided at the target's position.
     """
 
     kind: str
@@ -89,6 +92,7 @@ class Walk:
     input_shapes: tuple[torch.Size, ...]
     is_inputs_tuple: bool
     metric: str = "euclidean"
+    classes: int | None = None
 
     # ----- structure
     def unflatten(self, flat: Tensor) -> Tensor | tuple[Tensor, ...]:
@@ -131,8 +135,18 @@ class Walk:
     # ----- outputs and classes
     @property
     def predictions(self) -> Tensor:
-        """Argmax of the flattened outputs at the saved points (saves, batch); 0 for m = 1."""
-        return self.outputs.argmax(dim=-1)
+        """The decided class at the saved points (saves, batch), as a flat output index.
+
+        The argmax of the outputs (0 for m = 1); for sequence outputs (T, V) with a target
+        `(t, v)`, the argmax over the V outputs at position t (without a target, over all).
+        """
+        saves, batch, m = self.outputs.shape
+        classes = m if self.classes is None else self.classes
+        if classes >= m or self.target is None:
+            return self.outputs.argmax(dim=-1)
+        flat = self.outputs.reshape(saves * batch, m)
+        position = self.target.to(flat.device).repeat(saves)
+        return predicted_class(flat, classes, position).reshape(saves, batch)
 
     def probabilities(self) -> Tensor:
         """Class probabilities at the saved points (saves, batch, m); see `as_probabilities`."""

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from captum_simec._compat import index_additional_forward_args
+from captum_simec._outputs import check_output
 from captum_simec.geometry._calibration import (
     cached_path,
     cached_reason,
@@ -81,27 +82,21 @@ class PulledBackFactor:
 
 
 def _flat_outputs(output: Any, batch: int) -> Tensor:
-    if not isinstance(output, Tensor):
-        raise TypeError(
-            f"forward_func must return a tensor, got {type(output).__name__}; wrap the model "
-            "so that it returns one tensor with the batch as dim 0."
-        )
-    if output.dim() == 0 or output.shape[0] != batch:
-        raise ValueError(
-            f"forward_func returned shape {tuple(output.shape)} for a batch of {batch}; the "
-            "output must keep the batch as dim 0 (one output per example)."
-        )
-    if not output.is_floating_point():
-        raise TypeError(f"forward_func returned dtype {output.dtype}; it must return floats.")
-    return output.reshape(batch, -1)
+    return check_output(output, batch).reshape(batch, -1)
+
+
+_NO_PATH = (
+    "forward_func's output does not depend on the inputs (no gradient path), so the "
+    "pullback metric is zero everywhere; check that the model uses its inputs. Inputs cast "
+    "to integers inside the model (token ids for an embedding lookup) have no gradient: "
+    "attribute to the embedding layer (LayerSiMECAttribution(model, embedding)) or walk in "
+    "embedding space (captum_simec.text) instead."
+)
 
 
 def _require_graph(flat: Tensor) -> None:
     if flat.grad_fn is None:
-        raise ValueError(
-            "forward_func's output does not depend on the inputs (no gradient path), so "
-            "the pullback metric is zero everywhere; check that the model uses its inputs."
-        )
+        raise ValueError(_NO_PATH)
 
 
 def _check_finite_outputs(flat: Tensor) -> None:
@@ -116,6 +111,8 @@ def _check_finite_outputs(flat: Tensor) -> None:
 
 def _grads(outputs: Tensor, inputs: tuple[Tensor, ...], grad_outputs: Tensor, **kw) -> Tensor:
     grads = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, allow_unused=True, **kw)
+    if all(g is None for g in grads):  # the output's graph runs through parameters only
+        raise ValueError(_NO_PATH)
     leading = grad_outputs.shape[:-1] if kw.get("is_grads_batched") else grad_outputs.shape[:1]
     flat = [
         torch.zeros(*leading, x[0].numel(), dtype=x.dtype, device=x.device)
@@ -305,7 +302,7 @@ def _pullback_factor(
     forward_seconds = time.perf_counter() - started
     _check_finite_outputs(flat.detach())
     target_index = target(output.shape) if callable(target) else target
-    rows = metric.cotangents(flat.detach(), target_index)
+    rows = metric.for_output(tuple(output.shape[1:])).cotangents(flat.detach(), target_index)
     p, n = rows.shape[1], sum(x[0].numel() for x in inputs)
     # keep the first forward's graph only for the paths that differentiate through it
     use_graph = (

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from captum_simec.geometry.decisions import num_classes, runner_up
+
 __all__ = [
     "CallableMetric",
     "EuclideanMetric",
@@ -56,6 +58,10 @@ class OutputMetric:
     def cotangents(self, outputs: Tensor, target: Tensor | None) -> Tensor:
         """Rows of the factor `C` (batch, p, m) at the flattened `outputs` (batch, m)."""
         raise NotImplementedError
+
+    def for_output(self, output_shape: tuple[int, ...]) -> OutputMetric:
+        """This metric for outputs of `output_shape` per example (most metrics: itself)."""
+        return self
 
     def matrix(self, outputs: Tensor, target: Tensor | None = None) -> Tensor:
         """The dense metric `G = C^T C` (batch, m, m), for checks and small cases."""
@@ -113,22 +119,35 @@ class TargetMetric(OutputMetric):
 class MarginMetric(OutputMetric):
     """`G = (e_t - e_r)(e_t - e_r)^T`: the decision margin of the target over the runner-up.
 
-    The runner-up `r` is the largest output other than the target at the given point.
+    The runner-up `r` is the largest output other than the target at the given point, among
+    the classes of the target's position (`captum_simec.geometry.decisions`): with
+    `classes=V` on a (T, V) output and the target `(t, v)`, the other tokens at position t.
+
+    Args:
+        classes: classes per decision (the output's last dimension); None: all outputs.
     """
 
     name = "margin"
     requires_target = True
+
+    def __init__(self, classes: int | None = None) -> None:
+        self.classes = classes
 
     def cotangents(self, outputs: Tensor, target: Tensor | None) -> Tensor:
         target = self._require_target(target, outputs)
         m = outputs.shape[1]
         if m < 2:
             raise ValueError("output_metric='margin' needs at least two outputs per example.")
-        others = outputs.detach().clone()
-        others.scatter_(1, target.unsqueeze(1), float("-inf"))
-        runner_up = others.argmax(dim=1)
-        rows = _one_hot(target, m, outputs) - _one_hot(runner_up, m, outputs)
+        other = runner_up(outputs, target, m if self.classes is None else self.classes)
+        rows = _one_hot(target, m, outputs) - _one_hot(other, m, outputs)
         return rows.unsqueeze(1)
+
+    def for_output(self, output_shape: tuple[int, ...]) -> OutputMetric:
+        """The margin among the classes of one position (the output's last dimension)."""
+        return self if self.classes is not None else MarginMetric(num_classes(output_shape))
+
+    def __repr__(self) -> str:
+        return "MarginMetric()" if self.classes is None else f"MarginMetric(classes={self.classes})"
 
 
 class TopKMetric(OutputMetric):

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from captum_simec import _compat
+from captum_simec._outputs import OutputSpec, select_output
 from captum_simec.geometry.jacobian import pullback_factor
 from captum_simec.geometry.layer import layer_function
 from captum_simec.geometry.metrics import OutputMetric, resolve_output_metric
@@ -38,6 +39,7 @@ def pullback_spectrum(
     solver: str = "auto",
     jacobian_method: str = "auto",
     internal_batch_size: int | None = None,
+    output: OutputSpec = None,
 ) -> PullbackSpectrum:
     """Spectrum of the pullback metric `g(x) = J(x)^T G J(x)` for a batch of inputs.
 
@@ -61,6 +63,8 @@ def pullback_spectrum(
         solver: "auto", "gram" (eigh of `A A^T`, fast) or "svd".
         jacobian_method: see `captum_simec.geometry.jacobian`.
         internal_batch_size: most (example, output row) pairs per backward pass.
+        output: the tensor to explain when the model returns a ModelOutput, dict or tuple:
+            a key or attribute (``"logits"``), a position, or a callable of the output.
 
     Returns:
         A `PullbackSpectrum`.
@@ -68,8 +72,9 @@ def pullback_spectrum(
     Warns:
         SaturationWarning: the Jacobian is zero (rank 0) at some example.
     """
+    forward_func = select_output(forward_func, output)
     is_tuple = _compat.is_tuple(inputs)
-    formatted = _compat.format_inputs(inputs)
+    formatted = _compat.format_inputs(inputs, integers=layer is not None)
     args = _compat.format_additional_forward_args(additional_forward_args)
     metric = resolve_output_metric(output_metric)
     device = formatted[0].device

@@ -10,6 +10,7 @@ save it with `fig.savefig(path)`. The result classes import nothing from here: t
   invariance curves;
 - `walks`: a `Walk`'s image strip, class scatter, drift and rank traces;
 - `audit`: an `AuditResult`'s histograms, flip distance against PGD, example strips;
+- `text`: token maps of several methods, a walk in embedding space read back as tokens;
 - `labels`: numbers as titles and tables show them.
 """
 
@@ -29,6 +30,7 @@ from captum_simec.viz.comparison import (
     plot_invariance,
 )
 from captum_simec.viz.labels import format_value
+from captum_simec.viz.text import plot_token_scores, plot_token_walk
 from captum_simec.viz.walks import plot_class_scatter, plot_image_strip, plot_traces
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "plot_curves",
     "plot_explanation",
     "plot_image_strip",
+    "plot_token_scores",
+    "plot_token_walk",
     "plot_invariance",
     "plot_traces",
     "select_examples",

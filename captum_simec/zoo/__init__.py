@@ -1,8 +1,9 @@
 """Fixtures for the demo, tutorials, tests and benchmarks: reference models, trainers, data.
 
 Not part of the method. `models` and `recurrent` hold the papers' and the benchmarks'
-architectures (they import no data), `training` the seeded trainers, and `datasets` the small
-loaders (scikit-learn is imported only by the digits loader). Names load on first use.
+architectures (they import no data), `training` the seeded trainers, `datasets` the small
+loaders (scikit-learn is imported only by the digits loader), and `text` a synthetic sentiment
+task over real words. Names load on first use.
 """
 
 from captum_simec._lazy import lazy_exports
@@ -29,6 +30,7 @@ _EXPORTS = {
         "count_parameters",
     ),
     "captum_simec.zoo.recurrent": ("PowerPlantResidualLSTM", "SequenceGRU", "SequenceLSTM"),
+    "captum_simec.zoo.text": ("TextData", "synthetic_sentiment"),
     "captum_simec.zoo.training": (
         "accuracy",
         "fit_digits_cnn",

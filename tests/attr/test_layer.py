@@ -85,13 +85,13 @@ def test_layer_with_additional_forward_args_and_noise_tunnel():
 def test_flags_and_errors(cnn):
     model, x = cnn
     attribution = LayerSiMECAttribution(model, model[1])
-    assert attribution.has_convergence_delta() is False
+    assert attribution.has_convergence_delta() is True  # score='boundary'
     assert attribution.multiplies_by_inputs is False
     assert hasattr(type(attribution).attribute, "__wrapped__")
     with pytest.raises(NotImplementedError):
         attribution.attribute_future()
-    with pytest.raises(ValueError, match="score='flip'"):
-        attribution.attribute(x, target=0, score="flip")
+    with pytest.raises(ValueError, match="score='saliency'"):
+        attribution.attribute(x, target=0, score="saliency")
     with pytest.raises(ValueError, match="ran 0 times"):
         LayerSiMECAttribution(model, nn.Linear(2, 2)).attribute(x, target=0)
     with pytest.raises(ValueError, match="nn.Module"):
@@ -102,3 +102,25 @@ def test_flags_and_errors(cnn):
         attribution.attribute(x, target=0, return_convergence_delta=True)
     with pytest.raises(ValueError, match="multiply_by_inputs=True"):
         attribution.attribute(x, target=0, baselines=0.0)
+
+
+def test_a_layer_of_a_model_in_training_mode_is_refused():
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Dropout(0.5), nn.Linear(6, 3)).train()
+    with pytest.raises(ValueError, match="training mode"):
+        LayerSiMECAttribution(model, model[1]).attribute(torch.randn(2, 4), target=0)
+
+
+@pytest.mark.filterwarnings("ignore:score='flip'")
+def test_walk_scores_of_a_layer_are_those_of_its_representation():
+    """A layer's flip and class extent are the input scores of the model after the layer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    hidden = model[1](model[0](x)).detach()
+    for score, options in (("flip", {"steps": 50}), ("class_extent", {"steps": 5})):
+        on_layer = LayerSiMECAttribution(model, model[1]).attribute(
+            x, target=0, score=score, **options
+        )
+        on_hidden = SiMECAttribution(model[2]).attribute(hidden, target=0, score=score, **options)
+        torch.testing.assert_close(on_layer, on_hidden)
+        assert on_layer.shape == (3, 6) and on_layer.abs().sum() > 0

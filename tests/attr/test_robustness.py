@@ -51,7 +51,11 @@ def test_box_aware_robustness_takes_per_feature_bounds_and_refuses_bad_domains()
         box_robustness(relevance, (x,), 1.0)
     with pytest.raises(ValueError, match="lower > upper"):
         SiMECAttribution(model).attribute(x, score="robustness", domain=(1.0, 0.0))
-    with pytest.raises(ValueError, match="layer's neurons"):
-        LayerSiMECAttribution(model, model[0]).attribute(x, score="robustness", domain=(0.0, 1.0))
+    # on a layer the box bounds the layer's values h (here tanh's, in [-1, 1])
+    layer = LayerSiMECAttribution(model, model[1])
+    hidden = model[1](model[0](x)).detach()
+    on_layer = layer.attribute(x, score="robustness", domain=(-1.0, 1.0))
+    layer_relevance = layer.attribute(x, output_metric=TopOutputsMetric())
+    torch.testing.assert_close(on_layer, box_robustness(layer_relevance, (hidden,), (-1.0, 1.0)))
     with pytest.raises(TypeError, match="domain"):
         SiMECAttribution(model).attribute(x, target=0, domain=(0.0, 1.0))

@@ -1,5 +1,7 @@
 """`boundary_path`: the target's gradient integrated along the SiMExp walk out of the class."""
 
+import math
+
 import pytest
 import torch
 
@@ -26,7 +28,7 @@ def test_linear_model_is_exact_and_ends_just_across_the_boundary():
     assert path.reached.all() and torch.equal(path.target, target)
     assert torch.all(_outputs(model, end).argmax(dim=1) != target)
     # the last step is bisected: the end lies within the bisection tolerance of the boundary
-    assert margin(_outputs(model, end), target).abs().max() < 1e-6
+    assert margin(_outputs(model, end), target, 3).abs().max() < 1e-6
 
 
 def test_completeness_on_a_smooth_model_to_quadrature_accuracy():
@@ -85,5 +87,31 @@ def test_errors_name_the_argument():
         boundary_path(model, x, max_step_size=-1.0)
     with pytest.raises(ValueError, match="boundary_tol"):
         boundary_path(model, x, boundary_tol=0.0)
-    with pytest.raises(ValueError, match="at least two outputs.*score='boundary'"):
+    with pytest.raises(ValueError, match="at least two classes.*score='boundary'"):
         boundary_path(tanh_mlp(n=6, m=1), x)
+
+
+class _Steep(torch.nn.Module):
+    """Logits `[0, 1e4 - exp(x_0)]`: the margin's slope grows 1e4-fold on the way to the
+    boundary at `x_0 = ln 1e4`, so the first planned step (sized by the slope at the start)
+    crosses it, and one trapezoid over that step misses the logit's change several-fold."""
+
+    def forward(self, x):
+        return torch.stack([torch.zeros_like(x[:, 0]), 1e4 - torch.exp(x[:, 0])], dim=1)
+
+
+def test_a_long_curved_step_is_integrated_on_pieces_until_completeness_holds():
+    model = _Steep()
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    x[1, 1] = 5.0  # the other coordinates do not matter
+    path = boundary_path(model, x)
+    assert path.reached.all()
+    end = path.end[:, 0]
+    torch.testing.assert_close(end, torch.full((2,), math.log(1e4), dtype=torch.float64))
+    change = torch.exp(end) - 1.0  # f_1(x) - f_1(x_end)
+    total = path.attributions.sum(dim=1)
+    torch.testing.assert_close(total - change, path.delta)
+    assert (path.delta.abs() < 1e-2 * change).all()  # one trapezoid: -46,000 for 9,999
+    exact = -(torch.exp(end) - 1.0)  # int_0^end d f_1 / dx_0 = -(e^end - 1), along x_0 alone
+    torch.testing.assert_close(path.attributions[:, 0], -exact, rtol=1e-2, atol=0)
+    assert (path.attributions[:, 1:] == 0).all()

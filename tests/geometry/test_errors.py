@@ -74,7 +74,7 @@ def test_output_without_batch(x):
 
 
 def test_output_not_a_tensor(x):
-    with pytest.raises(TypeError, match="must return a tensor"):
+    with pytest.raises(TypeError, match="returned a tuple of 2.*not a tensor.*`output=`"):
         pullback_spectrum(lambda v: (v, v), x)
 
 
