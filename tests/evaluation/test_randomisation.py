@@ -1,10 +1,13 @@
 """Adebayo et al.'s sanity checks (captum_simec.evaluation.randomisation)."""
 
+import warnings
+
 import pytest
 import torch
 
 from captum_simec import evaluation
 from captum_simec.attr import SiMECAttribution
+from captum_simec.geometry.tolerance import SaturationWarning
 from tests.attr.helpers import mlp
 
 
@@ -47,3 +50,19 @@ def test_random_other_class_differs_from_the_target():
     assert torch.all(other != target) and torch.all((other >= 0) & (other < 3))
     with pytest.raises(ValueError, match="two outputs"):
         evaluation.random_other_class(target, 1)
+
+
+def test_saturation_of_the_randomised_copies_does_not_warn_but_the_models_own_does():
+    model, x = mlp(), torch.rand(3, 6)
+    originals = []
+
+    def saturating(net, inputs, target):  # warns as relevance does at a dead (J = 0) point
+        originals.append(net is model)
+        warnings.warn("J = 0", SaturationWarning, stacklevel=1)
+        return torch.rand(inputs.shape, generator=torch.Generator().manual_seed(len(originals)))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checks = evaluation.model_randomisation_check(model, saturating, x, 0)
+    assert originals[0] and not any(originals[1:]) and len(checks) == len(originals) - 1 > 0
+    assert [w.category for w in caught] == [SaturationWarning]  # the model's own point only
