@@ -106,6 +106,12 @@ figure = plot_attributions(
 figure.savefig(OUT / "maps.png", dpi=90)
 
 # %% [markdown]
+# The `SaturationWarning` above is real: with a log-softmax head, the target's
+# log-probability is flat where the model is sure (`d log p_t = d z_t - sum_j p_j d z_j`,
+# about 0 at `p_t = 1`), so the target relevance, like Saliency, is rounding noise on those
+# images. The boundary map and the box-aware robustness are not: they follow the margin and
+# the top outputs. (Explaining the logits, `head="logits"`, avoids it for relevance too.)
+#
 # ## Faithfulness and sanity, side by side
 #
 # `compare_attributions` runs the SiMEC scores next to Captum's IG (from black and from

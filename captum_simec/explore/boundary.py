@@ -24,7 +24,7 @@ Quadrature. Every step is a straight segment `[a, b]`; its contribution is the t
 rule `(b - a) * (grad f_t(a) + grad f_t(b)) / 2`. The target gradients come with the walk's
 own Jacobians (the steering factor has the rows `e_t - e_r` and `e_t`), so the integral costs
 no extra backward pass. The segment's completeness error `f_t(b) - f_t(a) - sum_i (...)_i` is
-known exactly; where it exceeds the segment's share of `1 %` of the start margin (a long step
+known exactly; where it exceeds the segment's share of `3 %` of the start margin (a long step
 over a curved stretch, such as a first step that crosses the boundary where the margin
 steepens), the same straight segment is integrated again by the composite trapezoid rule on
 2, 4, ... 64 pieces, one Jacobian per new point. What remains is summed into the convergence
