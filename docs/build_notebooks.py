@@ -28,6 +28,7 @@ TUTORIALS = ROOT / "tutorials"
 WIDTH = 900  # pixels: figures are shown at most this wide
 SETUP_TAG = "notebook-setup"
 # warnings name the file that raised them: keep the notebook free of this machine's paths
+# (installed packages as .../site-packages/..., the checkout's files relative to its root)
 INSTALLED_PATH = re.compile(r"(?:/[^\s/:'\"]+)+/(?=site-packages/)")
 SETUP = f"""\
 # Notebook set-up, added by `make tutorials` (the script has no such cell): the tutorial saves
@@ -117,7 +118,8 @@ def build(script: Path, timeout: int) -> Path:
         cell["id"] = f"cell-{index}"  # stable ids: a rebuild changes only what really changed
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
-                output["text"] = INSTALLED_PATH.sub(".../", output["text"])
+                text = output["text"].replace(f"{ROOT}{os.sep}", "")  # the checkout's own files
+                output["text"] = INSTALLED_PATH.sub(".../", text)
     target = script.with_suffix(".ipynb")
     nbformat.write(notebook, target)
     return target
