@@ -48,10 +48,13 @@ def image_comparison() -> tuple[nn.Module, torch.Tensor, Comparison]:
 def test_every_default_method_is_run_and_scored(image_comparison):
     model, x, result = image_comparison
     assert set(result.maps) == DEFAULT_METHODS
+    # a timing recorded per method; its size is the benchmark's business, and a coarse
+    # process clock may read 0 for a fast method
+    assert set(result.seconds) == DEFAULT_METHODS
+    assert all(math.isfinite(t) and t >= 0 for t in result.seconds.values())
     assert torch.equal(result.target, model(x).argmax(dim=1))
     for name, scores in result.scores.items():
         assert result.maps[name].shape == x.shape
-        assert result.seconds[name] > 0
         expected = {"infidelity", "sensitivity", "random_logit", "randomisation_top"}
         expected |= {"randomisation_mean", "road_morf_auc", "road_lerf_auc", "invariance_auc"}
         expected |= {

@@ -63,6 +63,7 @@ def test_a_path_that_warns_is_left_out_and_expensive_models_time_only_the_warm_u
     run = fake_run(clock, {"replicate": 0.5, "batched_grad": None}, calls)
     best, _ = _calibration.calibrate(run, owner, ("sig",), fallback=None)
     assert best == "replicate" and calls == ["replicate", "batched_grad"]
+    # the fake clock advances by the stated durations: exact, not a wall-clock measurement
     timed = _calibration.time_paths(fake_run(clock, {"a": 0.3, "b": 0.4}, []), "ab", 3, 0.25)
     assert {path: seconds for path, (seconds, _) in timed.items()} == pytest.approx(
         {"a": 0.3, "b": 0.4}
