@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from captum_simec import _compat
+from captum_simec._outputs import check_output
 from captum_simec.attr._base import ESTIMATOR_OPTIONS, ScoreRequest, check_signed
 from captum_simec.attr._robustness import box_robustness
 from captum_simec.geometry import (
@@ -25,6 +26,7 @@ from captum_simec.geometry import (
     PullbackSpectrum,
     TargetMetric,
     hutchinson_relevance,
+    model_outputs,
     pullback_spectrum,
     resolve_output_metric,
 )
@@ -91,8 +93,9 @@ def spectrum_scores(request: ScoreRequest) -> tuple[Tensor, PullbackSpectrum | N
 def _outputs_per_example(request: ScoreRequest, spectrum: PullbackSpectrum | None) -> int:
     if spectrum is not None:
         return spectrum.outputs[0].numel()
-    args = _compat.format_additional_forward_args(request.additional_forward_args) or ()
-    return request.forward_func(*request.inputs, *args)[0].numel()
+    args = _compat.format_additional_forward_args(request.additional_forward_args)
+    outputs = model_outputs(request.forward_func, request.inputs, args)  # as the Jacobians do
+    return check_output(outputs, request.inputs[0].shape[0])[0].numel()
 
 
 def _estimator_settings(score: str, options: dict[str, Any]) -> dict[str, Any] | None:

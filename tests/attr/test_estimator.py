@@ -79,6 +79,8 @@ def test_estimator_errors_name_the_fix():
         attribution.attribute(x, estimator="sketch")
     with pytest.raises(ValueError, match=r"\['probes'\] apply to estimator='hutchinson'"):
         attribution.attribute(x, probes=10)
+    with pytest.raises(ValueError, match="signed=True.*pass target"):
+        attribution.attribute(x, signed=True, estimator="hutchinson")
     with pytest.raises(TypeError, match="estimator"):
         explain(model, x, estimator="hutchinson")
     with pytest.raises(TypeError, match="probes"):
